@@ -1,0 +1,5 @@
+import sys
+
+from neurep.cli.main import main
+
+sys.exit(main())
