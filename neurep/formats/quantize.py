@@ -1,0 +1,540 @@
+"""Quantisation of decoder weights (safetensors) and embeddings (zarr) for the ``.nrep`` file.
+
+Two pairs of functions::
+
+    stored, qinfo = quantize_tensors(state_dict, "int6")   # stored: what weights.safetensors holds
+    state_dict = dequantize_tensors(stored, qinfo)         # float32 again (bit-identical every run)
+
+    codes, qinfo = quantize_array(embedding, "int6", axis=1)
+    embedding = dequantize_array(codes, qinfo)             # float32
+
+``qinfo`` is a JSON-serialisable dict that goes into the file's metadata
+(``weights.quantization`` for the tensors). It may come from a hostile file: every reader
+function validates it and raises :class:`neurep.FormatError`, never another exception.
+
+Precisions
+----------
+``float32`` / ``float16`` / ``bfloat16``: a plain cast (``method: "cast"``).
+``int8`` .. ``int4``: asymmetric affine codes ``x ≈ offset + scale * code``, ``code`` in
+``[0, 2**bits - 1]`` (``method: "affine"``), either one ``(scale, offset)`` per tensor or one
+per output channel (axis 0).
+
+Decisions (see also docs of each function)
+------------------------------------------
+* **Rounding of the parameters.** ``offset`` is rounded *down* and ``scale`` *up* to float32, so
+  ``[offset, offset + scale * levels]`` always covers the data and every element's error is at
+  most ``scale / 2`` (plus one float32 rounding of the result).
+* **Granularity ``"auto"``** keeps, per tensor, the one with the smaller squared error once the
+  bytes of the extra per-channel parameters are charged for. Under the high-rate model of a
+  uniform quantiser (MSE ∝ 2**(-2 R)), ``extra`` bytes spread over ``n`` elements would have
+  bought ``8 * extra / n`` more bits per element, i.e. a factor ``2**(16 * extra / n)`` less
+  error. Per-channel is chosen when ``sse_channel * 2**(16 * extra / n) < sse_tensor``: it is
+  never chosen when its error is not smaller, and on small tensors (many channels, few
+  elements each) the parameter bytes rarely pay.
+* **Bit packing.** Codes of fewer than 8 bits are bit-packed (little-endian bit order,
+  ``ceil(n * bits / 8)`` bytes in a 1-D uint8 tensor). The zip member is stored, not deflated,
+  so without packing int4..int7 would cost exactly as many bytes as int8; packing saves
+  ``(8 - bits) / 8`` of the code bytes (50 % at int4). The price is that a plain safetensors
+  reader sees a flat byte tensor instead of the original shape for those precisions; int8
+  codes keep the original shape.
+* **Small tensors.** Tensors with fewer than ``min_numel`` (default 64) elements (biases,
+  norm gains) are kept as float16 (float32 when a value does not fit float16) under an integer
+  precision. For them the float32 parameters plus a header entry cost more than the codes
+  save, and they are often the most sensitive parameters.
+* **One parameter tensor.** All scales and offsets live in one float32 tensor
+  ``"__qparams__"``, each entry pointing at its slice: every extra safetensors header entry
+  costs ~90 bytes, which matters at 0.1 bpp (a 768x512 image then has ~4.9 kB in total).
+* **Integer tensors** (e.g. counters in a state dict) are stored unchanged (``method: "raw"``)
+  and come back with their own dtype; every floating tensor comes back as float32.
+* **No zstd on the codes** in the safetensors member: it would break plain-safetensors
+  readability. Embeddings are zarr arrays, where a zarr codec (e.g. zstd) is the container's
+  choice and readable by plain zarr.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurep.errors import FormatError
+
+__all__ = [
+    "MIN_QUANT_NUMEL",
+    "PARAMS_TENSOR",
+    "PRECISIONS",
+    "QINFO_VERSION",
+    "dequantize_array",
+    "dequantize_tensors",
+    "expected_array",
+    "expected_stored",
+    "precision_bits",
+    "quantize_array",
+    "quantize_tensors",
+    "stored_nbytes",
+]
+
+QINFO_VERSION = 1
+PRECISIONS = ("float32", "float16", "bfloat16", "int8", "int7", "int6", "int5", "int4")
+MIN_QUANT_NUMEL = 64
+PARAMS_TENSOR = "__qparams__"
+_MAX_NDIM = 32
+
+_FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_TORCH_DTYPES = {
+    **_FLOAT_DTYPES,
+    "float64": torch.float64,
+    "uint8": torch.uint8,
+    "int8": torch.int8,
+    "int16": torch.int16,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "bool": torch.bool,
+}
+_DTYPE_NAMES = {v: k for k, v in _TORCH_DTYPES.items()}
+_FP16_MAX = float(np.finfo(np.float16).max)
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy core: affine codes over rows
+# ---------------------------------------------------------------------------------------------
+
+
+def precision_bits(precision: str) -> int | None:
+    """Bits of an integer precision (``"int6"`` -> 6); ``None`` for float precisions."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return int(precision[3:]) if precision.startswith("int") else None
+
+
+def _affine_params(rows: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row float32 ``scale`` and ``offset`` that cover each row.
+
+    rows: (C, M) float32 with M >= 1.  Returns scale (C,) float32 >= 0, offset (C,) float32 with
+    ``offset <= min(row)`` and ``offset + scale * levels >= max(row)`` exactly.
+    """
+    levels = (1 << bits) - 1
+    lo = rows.min(axis=1).astype(np.float64)  # (C,) exact: float32 values
+    hi = rows.max(axis=1).astype(np.float64)
+    offset = lo.astype(np.float32)  # exact, already <= lo
+    scale = ((hi - lo) / levels).astype(np.float32)  # (C,) float32, round to nearest
+    for _ in range(4):  # round up until the range is covered (one step almost always enough)
+        short = offset.astype(np.float64) + scale.astype(np.float64) * levels < hi
+        if not short.any():
+            break
+        scale[short] = np.nextafter(scale[short], np.float32(np.inf))
+    return scale, offset
+
+
+def _affine_codes(rows: np.ndarray, scale: np.ndarray, offset: np.ndarray, bits: int) -> np.ndarray:
+    """rows (C, M) float32, scale/offset (C,) float32 -> codes (C, M) uint8 (nearest, ties even)."""
+    levels = (1 << bits) - 1
+    s = scale.astype(np.float64)[:, None]  # (C, 1)
+    safe = np.where(s > 0, s, 1.0)
+    q = np.rint((rows.astype(np.float64) - offset.astype(np.float64)[:, None]) / safe)
+    return np.clip(q, 0, levels).astype(np.uint8)
+
+
+def _affine_values(codes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """codes (C, M) uint8, scale/offset (C,) float32 -> values (C, M) float32 (float64 maths)."""
+    s = scale.astype(np.float64)[:, None]
+    o = offset.astype(np.float64)[:, None]
+    return (o + s * codes.astype(np.float64)).astype(np.float32)
+
+
+def _affine(rows: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """rows (C, M) float32 -> codes (C, M) uint8, scale (C,), offset (C,), squared error."""
+    scale, offset = _affine_params(rows, bits)
+    codes = _affine_codes(rows, scale, offset, bits)
+    err = _affine_values(codes, scale, offset).astype(np.float64) - rows.astype(np.float64)
+    return codes, scale, offset, float(np.dot(err.ravel(), err.ravel()))
+
+
+def _choose_channel(sse_tensor: float, sse_channel: float, extra_bytes: int, numel: int) -> bool:
+    """The ``"auto"`` rule: per-channel wins if its error, charged for its extra bytes, is lower."""
+    penalty = 2.0 ** (16.0 * extra_bytes / numel)  # error the extra bytes would buy elsewhere
+    return sse_channel * penalty < sse_tensor
+
+
+def _quantize_rows(
+    x: np.ndarray, bits: int, granularity: str, axis: int, extra_bytes_per_channel: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """x (...) float32 -> codes (same shape) uint8, scale (C,), offset (C,), granularity used.
+
+    C is 1 for ``"tensor"`` and ``x.shape[axis]`` for ``"channel"``.
+    """
+    flat = x.reshape(1, -1)  # (1, n)
+    can_channel = x.ndim >= 2 and x.shape[axis] > 1
+    if granularity == "channel" and not can_channel:
+        raise ValueError(f"per-channel quantisation needs >= 2 dims and > 1 channel, got {x.shape}")
+    codes, scale, offset, sse = _affine(flat, bits)
+    if granularity == "tensor" or not can_channel:
+        return codes.reshape(x.shape), scale, offset, "tensor"
+    moved = np.moveaxis(x, axis, 0)  # (C, ...)
+    rows = moved.reshape(moved.shape[0], -1)  # (C, M)
+    c_codes, c_scale, c_offset, c_sse = _affine(rows, bits)
+    extra = round(extra_bytes_per_channel * (rows.shape[0] - 1))
+    if granularity == "auto" and not _choose_channel(sse, c_sse, extra, x.size):
+        return codes.reshape(x.shape), scale, offset, "tensor"
+    c_codes = np.moveaxis(c_codes.reshape(moved.shape), 0, axis)
+    return np.ascontiguousarray(c_codes), c_scale, c_offset, "channel"
+
+
+def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
+    """codes (n,) uint8 < 2**bits -> (ceil(n * bits / 8),) uint8, little-endian bit order."""
+    planes = np.unpackbits(codes.reshape(-1, 1), axis=1, bitorder="little")[:, :bits]  # (n, bits)
+    return np.packbits(planes.reshape(-1), bitorder="little")
+
+
+def _unpack(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
+    """(ceil(n * bits / 8),) uint8 -> codes (n,) uint8."""
+    planes = np.unpackbits(packed, bitorder="little")[: n * bits].reshape(n, bits)
+    return np.packbits(planes, axis=1, bitorder="little").reshape(n)
+
+
+def _packed_len(n: int, bits: int) -> int:
+    return (n * bits + 7) // 8
+
+
+# ---------------------------------------------------------------------------------------------
+# tensors (decoder weights -> safetensors)
+# ---------------------------------------------------------------------------------------------
+
+
+def quantize_tensors(
+    tensors: dict[str, torch.Tensor],
+    precision: str,
+    *,
+    granularity: str = "auto",
+    min_numel: int = MIN_QUANT_NUMEL,
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Quantise a state dict for ``weights.safetensors``.
+
+    tensors: name -> tensor of any shape (floating, or integer buffers kept as they are).
+    precision: one of :data:`PRECISIONS`.
+    granularity: ``"auto"`` (per tensor, the smaller error counting parameter bytes),
+        ``"tensor"`` or ``"channel"`` (axis 0; tensors with < 2 dims or 1 channel fall back to
+        per-tensor). Ignored for float precisions.
+    min_numel: floating tensors with fewer elements stay float16 under integer precisions.
+
+    Returns ``(stored, qinfo)``: ``stored`` name -> contiguous CPU tensor of a dtype safetensors
+    writes (uint8 codes, float16/bfloat16/float32, the ``"__qparams__"`` float32 vector);
+    ``qinfo`` a JSON-serialisable description. Codes keep each tensor's name.
+    Raises ``ValueError`` for an unknown precision/granularity, non-finite values, or a tensor
+    named ``"__qparams__"``.
+    """
+    bits = precision_bits(precision)
+    if granularity not in ("auto", "tensor", "channel"):
+        raise ValueError(f"granularity must be 'auto', 'tensor' or 'channel', not {granularity!r}")
+    if PARAMS_TENSOR in tensors:
+        raise ValueError(f"{PARAMS_TENSOR!r} is reserved for the quantisation parameters")
+    stored: dict[str, torch.Tensor] = {}
+    entries: dict[str, dict] = {}
+    params: list[np.ndarray] = []
+    n_params = 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        if not isinstance(name, str) or not isinstance(t, torch.Tensor):
+            raise TypeError(f"expected str -> torch.Tensor, got {type(name)} -> {type(t)}")
+        t = t.detach().to("cpu")
+        entry: dict[str, Any] = {"dtype": _dtype_name(t.dtype, name), "shape": list(t.shape)}
+        entry["stored"] = name
+        if not t.is_floating_point():
+            entry.update(method="raw", stored_dtype=entry["dtype"])
+            stored[name] = t.contiguous()
+            entries[name] = entry
+            continue
+        x = t.to(torch.float32)
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"tensor {name!r} has non-finite values (or values beyond float32)")
+        if bits is None or x.numel() < max(min_numel, 1):
+            target = precision if bits is None else "float16"
+            if target == "float16" and _absmax(x) > _FP16_MAX:
+                target = "float32"  # float16 would overflow to inf
+            entry.update(method="cast", stored_dtype=target)
+            stored[name] = x.to(_FLOAT_DTYPES[target]).contiguous()
+            entries[name] = entry
+            continue
+        codes, scale, offset, used = _quantize_rows(x.numpy(), bits, granularity, 0, 8.0)
+        packed = bits < 8
+        flat = _pack(codes.reshape(-1), bits) if packed else codes
+        stored[name] = torch.from_numpy(np.ascontiguousarray(flat))
+        entry.update(method="affine", bits=bits, granularity=used, packed=packed)
+        if used == "channel":
+            entry["axis"] = 0
+        entry["params"] = {"tensor": PARAMS_TENSOR, "start": n_params, "channels": int(scale.size)}
+        params += [scale, offset]
+        n_params += 2 * scale.size
+        entries[name] = entry
+    if params:
+        stored[PARAMS_TENSOR] = torch.from_numpy(np.concatenate(params).astype(np.float32))
+    qinfo = {"version": QINFO_VERSION, "precision": precision, "tensors": entries}
+    return stored, qinfo
+
+
+def _absmax(x: torch.Tensor) -> float:
+    return float(x.abs().max()) if x.numel() else 0.0
+
+
+def _dtype_name(dtype: torch.dtype, name: str) -> str:
+    if dtype not in _DTYPE_NAMES:
+        raise ValueError(f"tensor {name!r} has dtype {dtype}, which neurep does not store")
+    return _DTYPE_NAMES[dtype]
+
+
+def expected_stored(qinfo: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Validate ``qinfo`` and return what the safetensors member must hold.
+
+    Returns stored name -> (dtype name, shape), computed from ``qinfo`` alone, so a reader can
+    check the safetensors header before reading any payload. Raises :class:`FormatError`.
+    """
+    _require(isinstance(qinfo, dict), "quantization info must be an object")
+    _require(qinfo.get("version") == QINFO_VERSION, f"unsupported version {qinfo.get('version')!r}")
+    _require(qinfo.get("precision") in PRECISIONS, f"unknown precision {qinfo.get('precision')!r}")
+    entries = qinfo.get("tensors")
+    _require(isinstance(entries, dict), "'tensors' must be an object")
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    spans: list[tuple[int, int]] = []
+    for name, e in entries.items():
+        _require(isinstance(e, dict), f"entry {name!r} must be an object")
+        shape = _shape(e.get("shape"), name)
+        dtype = e.get("dtype")
+        _require(dtype in _TORCH_DTYPES, f"entry {name!r}: bad dtype {dtype!r}")
+        stored = e.get("stored")
+        _require(isinstance(stored, str) and stored != PARAMS_TENSOR, f"{name!r}: bad 'stored'")
+        _require(stored not in out, f"entry {name!r}: stored tensor {stored!r} used twice")
+        method = e.get("method")
+        if method in ("cast", "raw"):
+            sd = e.get("stored_dtype")
+            if method == "cast":
+                ok = sd in _FLOAT_DTYPES and _TORCH_DTYPES[dtype].is_floating_point
+            else:
+                ok = sd == dtype and not _TORCH_DTYPES[dtype].is_floating_point
+            _require(ok, f"entry {name!r}: bad stored_dtype {sd!r} for method {method!r}")
+            out[stored] = (sd, shape)
+            continue
+        _require(method == "affine", f"entry {name!r}: unknown method {method!r}")
+        _require(_TORCH_DTYPES[dtype].is_floating_point, f"entry {name!r}: affine on {dtype}")
+        bits = e.get("bits")
+        _require(_is_int(bits) and 1 <= bits <= 8, f"entry {name!r}: bad bits {bits!r}")
+        channels = _granularity(e, shape, name)
+        packed = e.get("packed")
+        _require(packed is (bits < 8), f"entry {name!r}: 'packed' must be {bits < 8}")
+        n = math.prod(shape)
+        out[stored] = ("uint8", (_packed_len(n, bits),) if packed else shape)
+        p = e.get("params")
+        _require(isinstance(p, dict) and p.get("tensor") == PARAMS_TENSOR, f"{name!r}: bad params")
+        start = p.get("start")
+        _require(_is_int(start) and start >= 0, f"entry {name!r}: bad params start {start!r}")
+        _require(p.get("channels") == channels, f"entry {name!r}: params channels != {channels}")
+        spans.append((start, start + 2 * channels))
+    total = 0
+    for start, end in sorted(spans):  # the slices must tile the parameter vector
+        _require(start == total, "parameter slices overlap or leave gaps")
+        total = end
+    if spans:
+        out[PARAMS_TENSOR] = ("float32", (total,))
+    return out
+
+
+def dequantize_tensors(stored: dict[str, torch.Tensor], qinfo: Any) -> dict[str, torch.Tensor]:
+    """Rebuild the state dict: floating tensors as float32 (original shape), raw ones unchanged.
+
+    stored: what :func:`quantize_tensors` returned (e.g. read back with plain safetensors).
+    Validates names, dtypes, shapes and parameters against ``qinfo``; raises
+    :class:`FormatError` on any mismatch. Deterministic (float64 maths, one rounding).
+    """
+    expected = expected_stored(qinfo)
+    _require(isinstance(stored, dict), "stored tensors must be a dict")
+    missing, extra = set(expected) - set(stored), set(stored) - set(expected)
+    _require(not missing, f"tensors missing from the file: {sorted(missing)[:5]}")
+    _require(not extra, f"tensors not described by the quantization info: {sorted(extra)[:5]}")
+    for name, (dtype, shape) in expected.items():
+        t = stored[name]
+        _require(isinstance(t, torch.Tensor), f"{name!r} is not a tensor")
+        got = (_DTYPE_NAMES.get(t.dtype), tuple(t.shape))
+        _require(got == (dtype, shape), f"{name!r} is {got}, expected {(dtype, shape)}")
+    params = None
+    if PARAMS_TENSOR in stored:
+        params = stored[PARAMS_TENSOR].numpy()
+        _require(bool(np.isfinite(params).all()), "quantisation parameters are not finite")
+    out: dict[str, torch.Tensor] = {}
+    for name, e in qinfo["tensors"].items():
+        t = stored[e["stored"]]
+        shape = tuple(e["shape"])
+        if e["method"] == "raw":
+            out[name] = t.clone()
+            continue
+        if e["method"] == "cast":
+            v = t.to(torch.float32)
+            _require(bool(torch.isfinite(v).all()), f"{name!r} has non-finite values")
+            out[name] = v.reshape(shape).contiguous()
+            continue
+        bits, c = e["bits"], e["params"]["channels"]
+        start = e["params"]["start"]
+        scale, offset = params[start : start + c], params[start + c : start + 2 * c]
+        _require(bool((scale >= 0).all()), f"{name!r} has a negative scale")
+        n = math.prod(shape)
+        codes = t.numpy().reshape(-1)
+        codes = _unpack(codes, bits, n) if e["packed"] else codes
+        _require(n == 0 or int(codes.max()) < (1 << bits), f"{name!r} has codes above {bits} bits")
+        out[name] = torch.from_numpy(_values(codes, shape, scale, offset, e.get("axis", 0)))
+    return out
+
+
+def stored_nbytes(stored: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> int:
+    """Exact size in bytes of ``safetensors.torch.save(stored, metadata)`` (header included)."""
+    from safetensors.torch import save
+
+    return len(save(stored, metadata=metadata))
+
+
+# ---------------------------------------------------------------------------------------------
+# one array (embedding -> zarr)
+# ---------------------------------------------------------------------------------------------
+
+
+def quantize_array(
+    x: np.ndarray, precision: str, *, granularity: str = "auto", axis: int = 0
+) -> tuple[np.ndarray, dict]:
+    """Quantise one floating array (an embedding, e.g. (B, E, *s); use ``axis=1`` for E).
+
+    Returns ``(codes, qinfo)``. codes: same shape as ``x``; uint8 for int precisions (not
+    bit-packed, so zarr can chunk it per frame; a zarr zstd codec recovers the unused bits),
+    float32/float16 for those precisions, and uint16 *bit patterns* for bfloat16 (numpy and
+    zarr have no bfloat16). ``qinfo`` holds the scales/offsets as JSON numbers; with
+    ``"auto"`` the per-channel lists' extra JSON bytes are what is charged for.
+    """
+    bits = precision_bits(precision)
+    if granularity not in ("auto", "tensor", "channel"):
+        raise ValueError(f"granularity must be 'auto', 'tensor' or 'channel', not {granularity!r}")
+    x = np.asarray(x)
+    if x.dtype not in (np.float16, np.float32, np.float64):
+        raise ValueError(f"quantize_array needs a float16/32/64 array, got {x.dtype}")
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x32).all():
+        raise ValueError("array has non-finite values (or values beyond float32)")
+    qinfo: dict[str, Any] = {"version": QINFO_VERSION, "precision": precision}
+    qinfo.update(dtype=str(x.dtype), shape=list(x.shape))
+    if bits is None:
+        if precision == "float16" and np.abs(x32).max(initial=0.0) > _FP16_MAX:
+            raise ValueError("array has values beyond float16's range; use float32 or bfloat16")
+        qinfo.update(method="cast", stored_dtype=precision)
+        if precision == "bfloat16":
+            t = torch.from_numpy(x32).to(torch.bfloat16).view(torch.int16)
+            return t.numpy().view(np.uint16).copy(), qinfo
+        return x32.astype(precision), qinfo
+    if x.size == 0:
+        codes, used = np.zeros(x.shape, np.uint8), "tensor"
+        scale, offset = np.zeros(1, np.float32), np.zeros(1, np.float32)
+    else:  # one more (scale, offset) pair costs about 40 bytes of JSON
+        axis = _axis(axis, x.ndim)
+        codes, scale, offset, used = _quantize_rows(x32, bits, granularity, axis, 40.0)
+    qinfo.update(method="affine", bits=bits, granularity=used, stored_dtype="uint8")
+    if used == "channel":
+        qinfo["axis"] = axis
+    qinfo.update(scale=[float(v) for v in scale], offset=[float(v) for v in offset])
+    return codes.reshape(x.shape), qinfo
+
+
+def expected_array(qinfo: Any) -> tuple[str, tuple[int, ...]]:
+    """Validate an array's ``qinfo``; return the stored codes' (numpy dtype name, shape)."""
+    _require(isinstance(qinfo, dict), "quantization info must be an object")
+    _require(qinfo.get("version") == QINFO_VERSION, f"unsupported version {qinfo.get('version')!r}")
+    _require(qinfo.get("precision") in PRECISIONS, f"unknown precision {qinfo.get('precision')!r}")
+    shape = _shape(qinfo.get("shape"), "array")
+    dtype = qinfo.get("dtype")
+    _require(isinstance(dtype, str) and dtype in ("float16", "float32", "float64"), "bad dtype")
+    method = qinfo.get("method")
+    if method == "cast":
+        sd = qinfo.get("stored_dtype")
+        _require(sd in _FLOAT_DTYPES, f"bad stored_dtype {sd!r}")
+        return ("uint16" if sd == "bfloat16" else sd), shape
+    _require(method == "affine", f"unknown method {method!r}")
+    bits = qinfo.get("bits")
+    _require(_is_int(bits) and 1 <= bits <= 8, f"bad bits {bits!r}")
+    _require(qinfo.get("stored_dtype") == "uint8", "affine codes must be stored as uint8")
+    channels = _granularity(qinfo, shape, "array")
+    for key in ("scale", "offset"):
+        v = qinfo.get(key)
+        ok = isinstance(v, list) and len(v) == channels
+        _require(ok and all(_is_number(f) for f in v), f"'{key}' must be {channels} numbers")
+    return "uint8", shape
+
+
+def dequantize_array(codes: Any, qinfo: Any) -> np.ndarray:
+    """codes (as stored) + qinfo -> float32 array of the original shape. Raises FormatError."""
+    dtype, shape = expected_array(qinfo)
+    ok = isinstance(codes, np.ndarray) and codes.dtype == np.dtype(dtype)
+    _require(ok and codes.shape == shape, f"codes must be {dtype} {shape}")
+    if qinfo["method"] == "cast":
+        if dtype == "uint16":
+            t = torch.from_numpy(codes.astype(np.int16, copy=True)).view(torch.bfloat16)
+            out = t.to(torch.float32).numpy()
+        else:
+            out = codes.astype(np.float32)
+        _require(bool(np.isfinite(out).all()), "array has non-finite values")
+        return out
+    scale = np.asarray(qinfo["scale"], dtype=np.float64).astype(np.float32)
+    offset = np.asarray(qinfo["offset"], dtype=np.float64).astype(np.float32)
+    _require(bool(np.isfinite(scale).all() & np.isfinite(offset).all()), "non-finite parameters")
+    _require(bool((scale >= 0).all()), "negative scale")
+    _require(codes.size == 0 or int(codes.max()) < (1 << qinfo["bits"]), "codes above bits")
+    return _values(codes.reshape(-1), shape, scale, offset, qinfo.get("axis", 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _values(
+    codes: np.ndarray, shape: tuple[int, ...], scale: np.ndarray, offset: np.ndarray, axis: int
+) -> np.ndarray:
+    """codes (n,) in C order of ``shape`` -> float32 values of ``shape``."""
+    if scale.size == 1:
+        return _affine_values(codes.reshape(1, -1), scale, offset).reshape(shape)
+    moved = tuple(np.moveaxis(np.empty(shape, dtype=np.bool_), axis, 0).shape)
+    rows = np.moveaxis(codes.reshape(shape), axis, 0).reshape(shape[axis], -1)  # (C, M)
+    v = _affine_values(rows, scale, offset).reshape(moved)
+    return np.ascontiguousarray(np.moveaxis(v, 0, axis))
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise FormatError(f"invalid quantization info: {message}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _shape(shape: Any, name: str) -> tuple[int, ...]:
+    ok = isinstance(shape, list) and len(shape) <= _MAX_NDIM
+    _require(ok and all(_is_int(d) and d >= 0 for d in shape), f"{name!r}: bad shape {shape!r}")
+    return tuple(shape)
+
+
+def _granularity(e: dict, shape: tuple[int, ...], name: str) -> int:
+    """Validate granularity/axis of an affine entry; return its number of channels."""
+    g = e.get("granularity")
+    if g == "tensor":
+        _require("axis" not in e, f"{name!r}: per-tensor entry with an axis")
+        return 1
+    _require(g == "channel", f"{name!r}: bad granularity {g!r}")
+    axis = e.get("axis")
+    _require(_is_int(axis) and 0 <= axis < len(shape), f"{name!r}: bad axis {axis!r}")
+    _require(shape[axis] >= 1, f"{name!r}: per-channel over an empty axis")
+    return shape[axis]
+
+
+def _axis(axis: int, ndim: int) -> int:
+    if not -ndim <= axis < max(ndim, 1):
+        raise ValueError(f"axis {axis} out of range for {ndim} dims")
+    return axis % max(ndim, 1)
