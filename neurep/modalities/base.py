@@ -1,0 +1,174 @@
+"""The interface every modality adapter implements (see docs/ARCHITECTURE.md).
+
+An adapter turns the user's object into a *signal*, a float32 tensor of shape
+``(B, C, *spatial)`` with values in ``[0, 1]``, and turns a (reconstructed) signal back into
+an object of the same kind, shape, dtype and value range. Everything needed for the way back
+is kept in a JSON-able ``{"name", "configuration"}`` dict that goes into the ``.nrep`` file.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from neurep.errors import FormatError
+
+
+class ModalityAdapter(abc.ABC):
+    """Converts one kind of datum to and from a signal ``(B, C, *spatial)`` in ``[0, 1]``."""
+
+    name: ClassVar[str]
+    """Registry name stored in the file: ``"image"``, ``"array"``, later ``"video"``..."""
+    spatial_ndim: int
+    """Number of spatial axes of the signal (image 2, array 1..3, video 2)."""
+    loss: ClassVar[str] = "mse"
+    """Training loss that suits the signal: ``"mse"`` or ``"bce"`` (occupancy)."""
+    description: ClassVar[str] = ""
+    """One line naming the inputs this adapter takes; shown when no adapter fits an input."""
+    extensions: ClassVar[tuple[str, ...]] = ()
+    """Lower-case file suffixes (with the dot) this adapter reads, in order of preference."""
+
+    # ---- choosing an adapter -------------------------------------------------------------
+
+    @classmethod
+    @abc.abstractmethod
+    def accepts(cls, obj: Any) -> bool:
+        """Cheap sniffing by type, shape, dtype or file extension; never reads a file."""
+
+    @classmethod
+    def sniff(cls, path: Path) -> bool:
+        """Whether the existing file ``path`` looks like this adapter's kind by its content.
+
+        Used only when no adapter :meth:`accepts` the path (unknown or missing extension).
+        The default says no.
+        """
+        return False
+
+    # ---- the way there and back ------------------------------------------------------------
+
+    @classmethod
+    @abc.abstractmethod
+    def from_object(cls, obj: Any) -> tuple[ModalityAdapter, torch.Tensor]:
+        """Read ``obj``; return an adapter that remembers how to restore it, and the signal
+        ``(B, C, *spatial)`` float32 in ``[0, 1]``.
+
+        Raises :class:`~neurep.errors.InputError` when ``obj`` cannot be used.
+        """
+
+    @abc.abstractmethod
+    def from_signal(self, signal: torch.Tensor) -> Any:
+        """``(B, C, *spatial)`` float in about ``[0, 1]`` -> the user's kind, with the same
+        shape, dtype and value range as the object given to :meth:`from_object`."""
+
+    @abc.abstractmethod
+    def to_config(self) -> dict[str, Any]:
+        """``{"name": self.name, "configuration": {... JSON values only ...}}``."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, config: dict[str, Any]) -> ModalityAdapter:
+        """Rebuild the adapter from :meth:`to_config`'s output (read back from a file).
+
+        Raises :class:`~neurep.errors.FormatError` when the configuration is malformed.
+        """
+
+    # ---- measuring (DESIGN.md §6) ----------------------------------------------------------
+
+    @property
+    def num_pixels(self) -> int | None:
+        """Pixels of the datum for bits-per-pixel, or ``None`` where bpp does not apply."""
+        return None
+
+    @property
+    def data_range(self) -> float:
+        """Width of the value range PSNR is measured against, in original units."""
+        raise NotImplementedError(f"{type(self).__name__} does not define data_range")
+
+    def as_array(self, obj: Any) -> np.ndarray:
+        """An object of this adapter's kinds (original or decoded) as ``(B, C, *spatial)``
+        float64 values in original units (not normalised)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define as_array")
+
+    def quality(self, original: Any, decoded: Any) -> dict[str, float | None]:
+        """PSNR (dB) and MS-SSIM between the user's object and its decoding.
+
+        Both are measured on the objects themselves, i.e. on values already rounded to the
+        original dtype and in original units, against :attr:`data_range`. PSNR is ``inf`` when
+        the two are identical. MS-SSIM is computed for 2-D data only (``None`` otherwise, and
+        for images under 3 pixels on a side); see :func:`neurep.metrics.ms_ssim` for how
+        images too small for five scales are handled.
+        """
+        from neurep import metrics
+
+        reference = self.as_array(original)  # (B, C, *S)
+        test = self.as_array(decoded)  # (B, C, *S)
+        if reference.shape != test.shape:
+            raise ValueError(
+                f"decoded shape {test.shape} differs from the original's {reference.shape}"
+            )
+        data_range = self.data_range if self.data_range > 0 else 1.0
+        result: dict[str, float | None] = {
+            "psnr": metrics.psnr(reference, test, data_range),
+            "ms_ssim": None,
+        }
+        if self.spatial_ndim == 2 and min(reference.shape[-2:]) >= metrics.MIN_SSIM_SIDE:
+            offset = reference.min()  # SSIM's luminance term expects non-negative values
+            result["ms_ssim"] = metrics.ms_ssim(reference - offset, test - offset, data_range)
+        return result
+
+
+# ---- helpers shared by adapters --------------------------------------------------------------
+
+
+def is_path(obj: Any) -> bool:
+    """Whether ``obj`` is a file path (``str`` or ``os.PathLike``)."""
+    return isinstance(obj, str | os.PathLike)
+
+
+def path_suffix(obj: Any) -> str:
+    """Lower-case suffix of a path-like ``obj`` (``""`` when it has none or is not a path)."""
+    return Path(os.fspath(obj)).suffix.lower() if is_path(obj) else ""
+
+
+def read_head(path: Path, size: int = 16) -> bytes:
+    """The first ``size`` bytes of ``path`` (``b""`` if it cannot be read)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except OSError:
+        return b""
+
+
+def configuration_of(config: Any, adapter_name: str) -> dict[str, Any]:
+    """Check ``{"name": adapter_name, "configuration": {...}}`` and return the configuration."""
+    if not isinstance(config, dict) or not isinstance(config.get("configuration"), dict):
+        raise FormatError(
+            f"modality configuration must be {{'name': ..., 'configuration': {{...}}}}, "
+            f"got {config!r}"
+        )
+    if config.get("name") != adapter_name:
+        raise FormatError(
+            f"modality configuration is for {config.get('name')!r}, not {adapter_name!r}"
+        )
+    return config["configuration"]
+
+
+def require_keys(configuration: dict[str, Any], keys: tuple[str, ...], adapter_name: str) -> None:
+    """Raise FormatError naming the first of ``keys`` missing from ``configuration``."""
+    for key in keys:
+        if key not in configuration:
+            raise FormatError(f"{adapter_name} modality configuration lacks the field {key!r}")
+
+
+def json_number(value: float | int) -> float | int:
+    """A numpy or Python number as a plain JSON-able Python number."""
+    number = value.item() if isinstance(value, np.generic) else value
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"non-finite number {number} cannot be stored")
+    return number
