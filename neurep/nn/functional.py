@@ -1,0 +1,140 @@
+"""The maths of the structured state-space kernel (S3K), as plain functions.
+
+Notation (paper §5, DESIGN.md §2): a diagonal real SSM with N states per spatial axis,
+``lam`` (N,) < 0, step ``dt`` (N,) > 0, zero-order-hold discretisation
+
+    lam_bar = exp(lam * dt)                 # (N,), in (0, 1)
+    b_bar   = (lam_bar - 1) / lam * b       # (..., L, N)
+
+and the 1-D kernel that maps a window of L samples to the last state of the recurrence
+``h_k = lam_bar * h_{k-1} + b_bar_k * x_k`` (h_{-1} = 0):
+
+    K[..., n, k] = lam_bar[n] ** (L - 1 - k) * b_bar[..., k, n]
+
+The d-dimensional kernel is the outer product of one 1-D kernel per axis. The fast contraction
+:func:`contract_windows` never builds it; :func:`contract_windows_reference` does, for tests.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "contract_windows",
+    "contract_windows_reference",
+    "materialise_kernel",
+    "s3k_coefficients",
+    "s3k_kernel_1d",
+    "s3k_recurrence_1d",
+    "zoh_discretise",
+]
+
+
+def zoh_discretise(lam: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-order hold for a diagonal SSM.
+
+    Args:
+        lam: (N,) negative eigenvalues.
+        dt: (N,) positive steps.
+
+    Returns:
+        ``(lam_bar, b_scale)``, both (N,): ``lam_bar = exp(lam*dt)`` and
+        ``b_scale = (lam_bar - 1) / lam`` (so ``b_bar = b_scale * b``), the latter computed
+        with ``expm1`` so it stays accurate when ``lam*dt`` is tiny.
+    """
+    lam_dt = lam * dt  # (N,)
+    return torch.exp(lam_dt), torch.expm1(lam_dt) / lam
+
+
+def s3k_coefficients(lam: torch.Tensor, dt: torch.Tensor, length: int) -> torch.Tensor:
+    """(N,), (N,) -> (N, L): ``lam_bar[n] ** (L-1-k) * (lam_bar[n] - 1) / lam[n]``.
+
+    The power is taken as ``exp((L-1-k) * lam * dt)``, which stays differentiable where
+    ``lam_bar`` underflows to 0 (``0 ** 0`` has an undefined gradient).
+    """
+    lam_dt = lam * dt  # (N,)
+    exponents = torch.arange(length - 1, -1, -1, dtype=lam.dtype, device=lam.device)  # (L,)
+    return torch.exp(lam_dt[:, None] * exponents) * (torch.expm1(lam_dt) / lam)[:, None]
+
+
+def s3k_kernel_1d(lam: torch.Tensor, dt: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The 1-D S3K kernel.
+
+    Args:
+        lam: (N,) negative.
+        dt: (N,) positive.
+        b: (..., L, N) continuous-time B for each window position.
+
+    Returns:
+        K: (..., N, L) with ``K[..., n, k] = exp(lam[n]*dt[n])**(L-1-k)
+        * (exp(lam[n]*dt[n]) - 1) / lam[n] * b[..., k, n]``.
+    """
+    return s3k_coefficients(lam, dt, b.shape[-2]) * b.transpose(-1, -2)  # (..., N, L)
+
+
+def s3k_recurrence_1d(
+    lam: torch.Tensor, dt: torch.Tensor, b: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
+    """Run the discrete recurrence step by step; the reference for :func:`s3k_kernel_1d`.
+
+    Args:
+        lam, dt: (N,).
+        b: (..., L, N) continuous-time B per position.
+        x: (..., L) the input window.
+
+    Returns:
+        (..., N): the last state ``h_{L-1}`` of ``h_k = lam_bar h_{k-1} + b_bar_k x_k``.
+    """
+    lam_bar, b_scale = zoh_discretise(lam, dt)
+    state = torch.zeros(*x.shape[:-1], lam.shape[0], dtype=x.dtype, device=x.device)
+    for k in range(x.shape[-1]):
+        state = lam_bar * state + b_scale * b[..., k, :] * x[..., k, None]
+    return state
+
+
+def contract_windows(windows: torch.Tensor, kernels: list[torch.Tensor]) -> torch.Tensor:
+    """Apply an outer-product kernel to windows, one axis at a time (the fast path).
+
+    Args:
+        windows: (P, K_1, ..., K_d), P independent windows (batch x channels x positions).
+        kernels: d tensors, kernels[i] of shape (P, N, K_{i+1}) or (1, N, K_{i+1})
+            (broadcast over windows).
+
+    Returns:
+        (P, N): ``sum_{k_1..k_d} windows[p, k_1..k_d] * prod_i kernels[i][p, n, k_i]``.
+
+    Memory is O(P * N * K_1 * ... * K_{d-1}), never O(P * N * K_1 * ... * K_d).
+    """
+    ndim = len(kernels)
+    if windows.dim() != ndim + 1:
+        raise ValueError(f"windows have {windows.dim() - 1} window axes but {ndim} kernels given")
+    num_windows = windows.shape[0]
+    window_shape = windows.shape[1:]
+    # First contraction (last axis), a batched matmul:
+    # (P, K_1..K_{d-1}, K_d) @ (P, K_d, N) -> (P, K_1..K_{d-1}, N)
+    last = kernels[-1].transpose(1, 2)  # (P|1, K_d, N)
+    partial = torch.matmul(windows.reshape(num_windows, -1, window_shape[-1]), last)
+    for axis in range(ndim - 2, -1, -1):
+        # partial: (P, K_1..K_{axis+1}, N); contract K_{axis+1} against kernels[axis].
+        length = window_shape[axis]
+        partial = partial.reshape(num_windows, -1, length, partial.shape[-1])  # (P, R, K, N)
+        kernel = kernels[axis].transpose(1, 2)[:, None]  # (P|1, 1, K, N)
+        partial = (partial * kernel).sum(dim=2)  # (P, R, N)
+    return partial.reshape(num_windows, -1)  # (P, N)
+
+
+def materialise_kernel(kernels: list[torch.Tensor]) -> torch.Tensor:
+    """Outer product of per-axis kernels: d tensors (P, N, K_i) -> (P, N, K_1, ..., K_d)."""
+    full = kernels[0]
+    for kernel in kernels[1:]:
+        full = full[..., None] * kernel.reshape(*kernel.shape[:2], *([1] * (full.dim() - 2)), -1)
+    return full
+
+
+def contract_windows_reference(windows: torch.Tensor, kernels: list[torch.Tensor]) -> torch.Tensor:
+    """Same result as :func:`contract_windows` through the materialised d-dim kernel.
+
+    windows (P, K_1..K_d), kernels[i] (P|1, N, K_i) -> (P, N). Obviously correct, memory-hungry.
+    """
+    full = materialise_kernel(kernels)  # (P|1, N, K_1, ..., K_d)
+    return (windows[:, None] * full).flatten(2).sum(dim=2)  # (P, N)

@@ -1,0 +1,329 @@
+"""S3K convolution: an N-d convolution whose kernel comes from a diagonal state-space model.
+
+Paper §5.1-5.3 and Appendix A.8; DESIGN.md §2. For every window of size (K_1..K_d) and every
+(projected) channel c, each spatial axis i has a 1-D SSM kernel ``K^(i)[c, n, k_i]``
+(see :mod:`neurep.nn.functional`); the d-dim kernel is their outer product, and the layer
+output for the window is ``y[n] = sum_c sum_k X[c, k] prod_i K^(i)[c, n, k_i]`` — the last
+state of the SSM run over the window. Around it (A.8.2): a 1x1 input projection, a gate and
+residual from the window average, and a 1x1 projection from the N states to the outputs.
+
+Departures from the paper's text, on purpose:
+- The residual branch projects the *window average* of the projected input to N channels.
+  Average pooling and 1x1 convolutions are both linear, so this is the paper's
+  "project, then average-pool" with the two linear maps composed, at 1/window the cost.
+- ZOH uses ``(exp(lam*dt) - 1) / lam`` (the paper's Eq. 54 prints an extra dt; a typo).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neurep.nn.functional import contract_windows, contract_windows_reference, s3k_coefficients
+from neurep.nn.pointwise import Pointwise
+
+__all__ = ["DT_RANGE", "LAMBDA_RANGE", "S3KConv1d", "S3KConv2d", "S3KConv3d", "S3KConvNd"]
+
+#: Allowed step sizes: dt is clamped here, so lam*dt <= -1e-6 and exp(lam*dt) < 1 in float32.
+DT_RANGE = (1e-4, 10.0)
+#: Allowed |lam|: lam = -clamp(exp(param), *LAMBDA_RANGE).
+LAMBDA_RANGE = (1e-2, 1e3)
+
+Implementation = Literal["fast", "reference"]
+
+
+def _as_tuple(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * ndim
+    value = tuple(int(v) for v in value)
+    if len(value) != ndim:
+        raise ValueError(f"{name} has {len(value)} entries but the layer has ndim={ndim}")
+    return value
+
+
+def conv_output_shape(
+    spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]
+) -> tuple[int, ...]:
+    """The ConvNd shape formula: ``floor((S + 2p - K) / s) + 1`` per axis."""
+    return tuple((s + 2 * p - k) // st + 1 for s, k, st, p in zip(spatial, kernel, stride, padding))
+
+
+class S3KConvNd(nn.Module):
+    """S3K convolution over ``ndim`` spatial dimensions.
+
+    Args:
+        in_channels: C_in.
+        out_channels: C_out.
+        kernel_size: the window (K_1..K_d), an int or one per axis.
+        stride: None (= kernel_size, non-overlapping windows, the paper's case) or per axis.
+        padding: zero padding on both sides, an int or one per axis.
+        ndim: number of spatial dimensions d >= 1.
+        state_size: N, states per axis (the SSM's size).
+        hidden_channels: C, channels after the 1x1 input projection (default C_in).
+        adaptive_b: B from a linear map of the window's other axes (True, the paper's choice)
+            or a fixed learned B per channel and state (False: the layer is then linear in x
+            apart from the gate; used for ablations and tests).
+        gate: the SiLU gate and residual from the window average (A.8.2).
+        dt_init: (min, max) of the log-uniform initialisation of the step sizes.
+        implementation: "fast" contracts one axis at a time; "reference" materialises the
+            d-dim kernel (the paper's way, for tests and benchmarks).
+        chunk_elements: windows are processed in chunks of rows reading about this many input
+            elements, and recomputed chunk by chunk in backward, so peak memory stays near
+            that of a plain convolution. None: one chunk, autograd keeps every intermediate.
+
+    Shapes: input (B, C_in, *S) -> output (B, C_out, *O), O from :func:`conv_output_shape`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        *,
+        ndim: int,
+        state_size: int = 8,
+        hidden_channels: int | None = None,
+        adaptive_b: bool = True,
+        gate: bool = True,
+        dt_init: tuple[float, float] = (1e-3, 1e-1),
+        implementation: Implementation = "fast",
+        chunk_elements: int | None = 1 << 19,
+    ) -> None:
+        super().__init__()
+        if ndim < 1:
+            raise ValueError(f"ndim must be >= 1, got {ndim}")
+        self.ndim = ndim
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _as_tuple(kernel_size, ndim, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _as_tuple(stride, ndim, "stride")
+        self.padding = _as_tuple(padding, ndim, "padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError("kernel_size and stride must be >= 1 and padding >= 0")
+        self.state_size = state_size
+        self.hidden_channels = hidden_channels or in_channels
+        self.adaptive_b = adaptive_b
+        self.gate = gate
+        self.implementation = implementation
+        self.chunk_elements = chunk_elements
+
+        n, c = state_size, self.hidden_channels
+        self.in_proj = Pointwise(in_channels, c)
+        # lam = -exp(log_neg_lambda), initialised to -(n+1) (A.8.1); one set per axis.
+        self.log_neg_lambda = nn.Parameter(torch.log(torch.arange(1, n + 1.0)).repeat(ndim, 1))
+        low, high = math.log(dt_init[0]), math.log(dt_init[1])
+        self.log_dt = nn.Parameter(torch.empty(ndim, n).uniform_(low, high))  # (d, N)
+        if adaptive_b:
+            # Axis i: Linear(prod of the other axes' window lengths -> N).
+            window = math.prod(self.kernel_size)
+            self.b_weight = nn.ParameterList(
+                nn.Parameter(torch.randn(window // k, n) / math.sqrt(window // k))
+                for k in self.kernel_size
+            )
+            self.b_bias = nn.Parameter(torch.randn(ndim, n))  # (d, N)
+        else:
+            self.b_fixed = nn.Parameter(torch.randn(ndim, c, n))  # (d, C, N)
+        if gate:
+            self.res_proj = Pointwise(c, n)
+        self.out_proj = Pointwise(n, out_channels)
+
+    # -- SSM parameters ---------------------------------------------------------------------
+    def ssm_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The constrained (lam, dt), each (d, N): lam in -LAMBDA_RANGE, dt in DT_RANGE."""
+        lam = -torch.exp(self.log_neg_lambda).clamp(*LAMBDA_RANGE)
+        dt = torch.exp(self.log_dt).clamp(*DT_RANGE)
+        return lam, dt
+
+    def axis_kernels(self, windows: torch.Tensor, batch: int) -> list[torch.Tensor]:
+        """Per-axis kernels for every window.
+
+        Args:
+            windows: (P, K_1..K_d) with P = batch * C * prod(O), ordered (b, c, o...).
+            batch: B.
+
+        Returns:
+            d tensors (P, N, K_i).
+        """
+        lam, dt = self.ssm_parameters()
+        num_windows = windows.shape[0]
+        kernels = []
+        for axis, length in enumerate(self.kernel_size):
+            coefficients = s3k_coefficients(lam[axis], dt[axis], length).to(windows.dtype)
+            if self.adaptive_b:
+                b = self._adaptive_b(windows, axis)  # (P, N, K_i)
+            else:
+                per_channel = self.b_fixed[axis].to(windows.dtype)  # (C, N)
+                positions = num_windows // (batch * per_channel.shape[0])
+                b = per_channel[None, :, None, :, None].expand(batch, -1, positions, -1, length)
+                b = b.reshape(num_windows, self.state_size, length)  # (P, N, K_i)
+            kernels.append(coefficients * b)  # (P, N, K_i)
+        return kernels
+
+    def _adaptive_b(self, windows: torch.Tensor, axis: int) -> torch.Tensor:
+        """B for axis ``axis`` from the window's other axes: (P, K..) -> (P, N, K_axis)."""
+        shape = windows.shape[1:]
+        before, length = math.prod(shape[:axis]), shape[axis]
+        grouped = windows.reshape(windows.shape[0], before, length, -1)  # (P, A, K, Z)
+        weight = self.b_weight[axis].to(windows.dtype)
+        weight = weight.reshape(before, -1, self.state_size)  # (A, Z, N)
+        if before == 1:  # the first axis: a plain matmul over the trailing axes
+            b = torch.matmul(grouped[:, 0], weight[0]).transpose(1, 2)  # (P, N, K)
+        else:
+            b = torch.einsum("pakz,azn->pnk", grouped, weight)  # (P, N, K)
+        return b + self.b_bias[axis].to(windows.dtype)[None, :, None]
+
+    # -- forward ----------------------------------------------------------------------------
+    def extract_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, *S) -> (B, C, *O, *K): the windows of an already padded input, as a view."""
+        if self.stride == self.kernel_size:
+            # Non-overlapping windows: a reshape and a permute, whose backward is free
+            # (unfold's backward zero-fills and scatters).
+            out_shape = conv_output_shape(x.shape[2:], self.kernel_size, self.stride, [0] * self.ndim)
+            for axis, (count, length) in enumerate(zip(out_shape, self.kernel_size)):
+                if x.shape[2 + axis] != count * length:
+                    x = x.narrow(2 + axis, 0, count * length)
+            split = [d for pair in zip(out_shape, self.kernel_size) for d in pair]
+            x = x.reshape(*x.shape[:2], *split)  # (B, C, O_1, K_1, ..., O_d, K_d)
+            order = [0, 1, *range(2, 2 + 2 * self.ndim, 2), *range(3, 3 + 2 * self.ndim, 2)]
+            return x.permute(order)
+        for axis, (length, step) in enumerate(zip(self.kernel_size, self.stride)):
+            x = x.unfold(2 + axis, length, step)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != self.ndim + 2:
+            raise ValueError(
+                f"S3KConv{self.ndim}d expects input (B, C, {self.ndim} spatial axes), "
+                f"got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[1]}")
+        if any(self.padding):
+            pads = [p for pad in reversed(self.padding) for p in (pad, pad)]
+            x = F.pad(x, pads)
+        for axis, length in enumerate(self.kernel_size):
+            if x.shape[2 + axis] < length:
+                raise ValueError(
+                    f"S3KConv{self.ndim}d: padded input size {x.shape[2 + axis]} on spatial axis "
+                    f"{axis} is smaller than the window {length}"
+                )
+        chunks = self._row_chunks(x)
+        if len(chunks) == 1:
+            return self._forward_windows(x)
+        params = tuple(p for p in self.parameters() if p.requires_grad)
+        if torch.is_grad_enabled() and (x.requires_grad or params):
+            return _ChunkedRecompute.apply(self, x, chunks, *params)
+        return torch.cat([self._forward_windows(x.narrow(2, a, b - a)) for (a, b), _ in chunks], 2)
+
+    def _row_chunks(self, x: torch.Tensor) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """Split the output's first spatial axis so each chunk reads ~chunk_elements inputs.
+
+        Returns [((input_start, input_stop), (output_start, output_stop)), ...] along axis 2.
+        """
+        length, step = self.kernel_size[0], self.stride[0]
+        rows = (x.shape[2] - length) // step + 1
+        # Elements of the projected input that one output row reads.
+        per_row = x.numel() // x.shape[2] * length * self.hidden_channels // self.in_channels
+        rows_per_chunk = rows if self.chunk_elements is None else max(
+            1, self.chunk_elements // max(per_row, 1)
+        )
+        chunks = []
+        for start in range(0, rows, rows_per_chunk):
+            stop = min(rows, start + rows_per_chunk)
+            chunks.append(((start * step, (stop - 1) * step + length), (start, stop)))
+        return chunks
+
+    def _forward_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer on an already padded input: (B, C_in, *S) -> (B, C_out, *O)."""
+        batch = x.shape[0]
+        projected = self.in_proj(x)  # (B, C, *S)
+        windows = self.extract_windows(projected)  # (B, C, *O, *K)
+        out_shape = windows.shape[2 : 2 + self.ndim]
+        flat = windows.reshape(-1, *self.kernel_size)  # (P, *K), P = B*C*prod(O)
+        kernels = self.axis_kernels(flat, batch)  # d x (P, N, K_i)
+        contract = contract_windows if self.implementation == "fast" else contract_windows_reference
+        states = contract(flat, kernels)  # (P, N)
+        states = states.reshape(batch, self.hidden_channels, -1, self.state_size).sum(1)
+        states = states.transpose(1, 2).reshape(batch, self.state_size, *out_shape)  # (B,N,*O)
+        if self.gate:
+            averages = flat.mean(dim=tuple(range(1, self.ndim + 1)))  # (P,)
+            residual = self.res_proj(averages.reshape(batch, -1, *out_shape))  # (B, N, *O)
+            states = states * F.silu(residual) + residual
+        return self.out_proj(states)  # (B, C_out, *O)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, ndim={self.ndim}, "
+            f"state_size={self.state_size}, hidden_channels={self.hidden_channels}, "
+            f"adaptive_b={self.adaptive_b}, gate={self.gate}, implementation={self.implementation}"
+        )
+
+
+class S3KConv1d(S3KConvNd):
+    """:class:`S3KConvNd` with ndim=1: (B, C_in, L) -> (B, C_out, L_out)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=None, padding=0,
+                 **kwargs) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, ndim=1, **kwargs)
+
+
+class S3KConv2d(S3KConvNd):
+    """:class:`S3KConvNd` with ndim=2: (B, C_in, H, W) -> (B, C_out, H_out, W_out)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=None, padding=0,
+                 **kwargs) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, ndim=2, **kwargs)
+
+
+class S3KConv3d(S3KConvNd):
+    """:class:`S3KConvNd` with ndim=3: (B, C_in, D, H, W) -> (B, C_out, D', H', W')."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=None, padding=0,
+                 **kwargs) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, ndim=3, **kwargs)
+
+
+class _ChunkedRecompute(torch.autograd.Function):
+    """Run an S3K layer chunk by chunk and recompute each chunk in backward.
+
+    Every output row depends only on its own input rows, so the backward pass can redo one
+    chunk at a time: only the input and the parameters are kept between the passes.
+    """
+
+    @staticmethod
+    def forward(ctx, layer: S3KConvNd, x: torch.Tensor, chunks, *params: torch.Tensor):
+        ctx.layer, ctx.chunks = layer, chunks
+        ctx.save_for_backward(x, *params)
+        with torch.no_grad():
+            outputs = [layer._forward_windows(x.narrow(2, a, b - a)) for (a, b), _ in chunks]
+        return torch.cat(outputs, dim=2)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        x, *params = ctx.saved_tensors
+        want_x = ctx.needs_input_grad[1]
+        grad_x = torch.zeros_like(x) if want_x else None
+        grad_params: list[torch.Tensor | None] = [None] * len(params)
+        for (a, b), (out_a, out_b) in ctx.chunks:
+            with torch.enable_grad():
+                chunk = x.narrow(2, a, b - a).detach().requires_grad_(want_x)
+                output = ctx.layer._forward_windows(chunk)
+            inputs = ([chunk] if want_x else []) + list(params)
+            grads = torch.autograd.grad(
+                output, inputs, grad_output.narrow(2, out_a, out_b - out_a), allow_unused=True
+            )
+            if want_x:
+                grad_x.narrow(2, a, b - a).add_(grads[0])
+                grads = grads[1:]
+            for i, grad in enumerate(grads):
+                if grad is not None:
+                    grad_params[i] = grad if grad_params[i] is None else grad_params[i] + grad
+        return (None, grad_x, None, *grad_params)
