@@ -301,7 +301,7 @@ def expected_stored(qinfo: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
         _require(isinstance(e, dict), f"entry {name!r} must be an object")
         shape = _shape(e.get("shape"), name)
         dtype = e.get("dtype")
-        _require(dtype in _TORCH_DTYPES, f"entry {name!r}: bad dtype {dtype!r}")
+        _require(_is_key(dtype, _TORCH_DTYPES), f"entry {name!r}: bad dtype {dtype!r}")
         stored = e.get("stored")
         _require(isinstance(stored, str) and stored != PARAMS_TENSOR, f"{name!r}: bad 'stored'")
         _require(stored not in out, f"entry {name!r}: stored tensor {stored!r} used twice")
@@ -309,7 +309,7 @@ def expected_stored(qinfo: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
         if method in ("cast", "raw"):
             sd = e.get("stored_dtype")
             if method == "cast":
-                ok = sd in _FLOAT_DTYPES and _TORCH_DTYPES[dtype].is_floating_point
+                ok = _is_key(sd, _FLOAT_DTYPES) and _TORCH_DTYPES[dtype].is_floating_point
             else:
                 ok = sd == dtype and not _TORCH_DTYPES[dtype].is_floating_point
             _require(ok, f"entry {name!r}: bad stored_dtype {sd!r} for method {method!r}")
@@ -358,11 +358,11 @@ def dequantize_tensors(stored: dict[str, torch.Tensor], qinfo: Any) -> dict[str,
         _require(got == (dtype, shape), f"{name!r} is {got}, expected {(dtype, shape)}")
     params = None
     if PARAMS_TENSOR in stored:
-        params = stored[PARAMS_TENSOR].numpy()
+        params = stored[PARAMS_TENSOR].detach().cpu().numpy()
         _require(bool(np.isfinite(params).all()), "quantisation parameters are not finite")
     out: dict[str, torch.Tensor] = {}
     for name, e in qinfo["tensors"].items():
-        t = stored[e["stored"]]
+        t = stored[e["stored"]].detach().cpu()
         shape = tuple(e["shape"])
         if e["method"] == "raw":
             out[name] = t.clone()
@@ -450,7 +450,7 @@ def expected_array(qinfo: Any) -> tuple[str, tuple[int, ...]]:
     method = qinfo.get("method")
     if method == "cast":
         sd = qinfo.get("stored_dtype")
-        _require(sd in _FLOAT_DTYPES, f"bad stored_dtype {sd!r}")
+        _require(_is_key(sd, _FLOAT_DTYPES), f"bad stored_dtype {sd!r}")
         return ("uint16" if sd == "bfloat16" else sd), shape
     _require(method == "affine", f"unknown method {method!r}")
     bits = qinfo.get("bits")
@@ -505,6 +505,10 @@ def _values(
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise FormatError(f"invalid quantization info: {message}")
+
+
+def _is_key(v: Any, table: dict) -> bool:
+    return isinstance(v, str) and v in table
 
 
 def _is_int(v: Any) -> bool:
