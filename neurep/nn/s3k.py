@@ -197,7 +197,10 @@ class S3KConvNd(nn.Module):
             x = x.unfold(2 + axis, length, step)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, _padded_chunk: bool = False) -> torch.Tensor:
+        """(B, C_in, *S) -> (B, C_out, *O). ``_padded_chunk`` is internal (chunk recompute)."""
+        if _padded_chunk:
+            return self._forward_windows(x)
         if x.dim() != self.ndim + 2:
             raise ValueError(
                 f"S3KConv{self.ndim}d expects input (B, C, {self.ndim} spatial axes), "
@@ -217,9 +220,10 @@ class S3KConvNd(nn.Module):
         chunks = self._row_chunks(x)
         if len(chunks) == 1:
             return self._forward_windows(x)
-        params = tuple(p for p in self.parameters() if p.requires_grad)
-        if torch.is_grad_enabled() and (x.requires_grad or params):
-            return _ChunkedRecompute.apply(self, x, chunks, *params)
+        named = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        if torch.is_grad_enabled() and (x.requires_grad or named):
+            names = tuple(name for name, _ in named)
+            return _ChunkedRecompute.apply(self, x, chunks, names, *(p for _, p in named))
         return torch.cat([self._forward_windows(x.narrow(2, a, b - a)) for (a, b), _ in chunks], 2)
 
     def _row_chunks(self, x: torch.Tensor) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -295,12 +299,14 @@ class _ChunkedRecompute(torch.autograd.Function):
     """Run an S3K layer chunk by chunk and recompute each chunk in backward.
 
     Every output row depends only on its own input rows, so the backward pass can redo one
-    chunk at a time: only the input and the parameters are kept between the passes.
+    chunk at a time: only the input and the parameters are kept between the passes. The
+    recompute binds the saved parameters by name (``functional_call``), so it is also right
+    under ``torch.func`` transforms that substitute parameters.
     """
 
     @staticmethod
-    def forward(ctx, layer: S3KConvNd, x: torch.Tensor, chunks, *params: torch.Tensor):
-        ctx.layer, ctx.chunks = layer, chunks
+    def forward(ctx, layer: S3KConvNd, x: torch.Tensor, chunks, names, *params: torch.Tensor):
+        ctx.layer, ctx.chunks, ctx.names = layer, chunks, names
         ctx.save_for_backward(x, *params)
         with torch.no_grad():
             outputs = [layer._forward_windows(x.narrow(2, a, b - a)) for (a, b), _ in chunks]
@@ -315,7 +321,10 @@ class _ChunkedRecompute(torch.autograd.Function):
         for (a, b), (out_a, out_b) in ctx.chunks:
             with torch.enable_grad():
                 chunk = x.narrow(2, a, b - a).detach().requires_grad_(want_x)
-                output = ctx.layer._forward_windows(chunk)
+                bound = dict(zip(ctx.names, params))
+                output = torch.func.functional_call(
+                    ctx.layer, bound, (chunk,), {"_padded_chunk": True}, strict=False
+                )
             inputs = ([chunk] if want_x else []) + list(params)
             grads = torch.autograd.grad(
                 output, inputs, grad_output.narrow(2, out_a, out_b - out_a), allow_unused=True
@@ -326,4 +335,4 @@ class _ChunkedRecompute(torch.autograd.Function):
             for i, grad in enumerate(grads):
                 if grad is not None:
                     grad_params[i] = grad if grad_params[i] is None else grad_params[i] + grad
-        return (None, grad_x, None, *grad_params)
+        return (None, grad_x, None, None, *grad_params)
