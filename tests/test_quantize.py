@@ -87,6 +87,19 @@ def test_per_channel_codes_error_at_most_half_their_step(x, precision):
     assert np.all(np.abs(back - x) <= scale / 2 * (1 + 1e-9) + ulp + 1e-30)
 
 
+@FAST
+@given(x=arrays32, precision=st.sampled_from(INT_PRECISIONS))
+def test_scale_and_offset_cover_the_data_exactly(x, precision):
+    # offset rounds down and scale up, so no value is clamped beyond half a step.
+    stored, q = quantize_tensors({"w": torch.from_numpy(x)}, precision, min_numel=1)
+    entry = q["tensors"]["w"]
+    levels = 2 ** entry["bits"] - 1
+    scale = _channel_scales(stored, entry).astype(np.float64)
+    offset = _channel_scales({PARAMS_TENSOR: stored[PARAMS_TENSOR][scale.size :]}, entry)
+    x64 = x.astype(np.float64)
+    assert np.all(offset <= x64) and np.all(x64 <= offset.astype(np.float64) + scale * levels)
+
+
 def test_int6_codes_of_a_ramp_are_its_indices():
     # Golden: a ramp of 64 values over [0, 1] is exactly the 64 levels of int6.
     x = (np.arange(64, dtype=np.float64) / 63).astype(np.float32).reshape(8, 8)
