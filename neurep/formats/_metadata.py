@@ -1,0 +1,135 @@
+"""The neurep metadata: JSON Schema validation and the version policy.
+
+Version policy (format ``MAJOR.MINOR``, this code writes :data:`FORMAT_VERSION`):
+
+- ``format`` other than ``"neurep"`` → :class:`FormatError`.
+- a newer MAJOR → :class:`UnsupportedVersionError` (checked before the schema, since a future
+  major may change the layout entirely); MAJOR 0 → :class:`FormatError`.
+- the same MAJOR and a newer MINOR → read; keys this version does not know are dropped from
+  validation with a :class:`NrepFormatWarning` (they stay in ``reader.metadata``).
+- the same MAJOR and MINOR → validated strictly: unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.resources
+import json
+import re
+import warnings
+from typing import Any, Final
+
+import jsonschema
+
+from neurep.errors import FormatError, UnsupportedVersionError
+
+FORMAT_NAME: Final = "neurep"
+FORMAT_VERSION: Final = "1.0"
+FORMAT_MAJOR, FORMAT_MINOR = (int(part) for part in FORMAT_VERSION.split("."))
+_VERSION_PATTERN = re.compile(r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})")
+
+# Objects whose keys are fixed in this version (path of keys from the metadata root).
+_CLOSED_OBJECTS: Final[tuple[tuple[str, ...], ...]] = (
+    (),
+    ("modality",),
+    ("decoder",),
+    ("encoder",),
+    ("embedding",),
+    ("weights",),
+)
+
+
+class NrepFormatWarning(UserWarning):
+    """A ``.nrep`` file is readable but carries something this version does not understand."""
+
+
+@functools.cache
+def metadata_schema() -> dict[str, Any]:
+    """The JSON Schema of the metadata (``neurep/formats/metadata.schema.json``)."""
+    text = importlib.resources.files("neurep.formats").joinpath("metadata.schema.json")
+    return json.loads(text.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = metadata_schema()
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
+
+
+def validate_metadata(metadata: Any, *, source: str) -> dict[str, Any]:
+    """Check the format name, the version policy and the schema; return the metadata.
+
+    ``source`` names the file in error messages.
+    """
+    if not isinstance(metadata, dict):
+        raise FormatError(f"{source}: the 'neurep' metadata is not a JSON object")
+    if metadata.get("format") != FORMAT_NAME:
+        raise FormatError(
+            f"{source}: not a neurep file: metadata 'format' is {metadata.get('format')!r}, "
+            f"expected {FORMAT_NAME!r}"
+        )
+    version = metadata.get("format_version")
+    match = _VERSION_PATTERN.fullmatch(version) if isinstance(version, str) else None
+    if match is None:
+        raise FormatError(
+            f"{source}: metadata 'format_version' is {version!r}, expected 'MAJOR.MINOR'"
+        )
+    major, minor = int(match[1]), int(match[2])
+    if major > FORMAT_MAJOR:
+        raise UnsupportedVersionError(
+            f"{source}: written in .nrep format {version}, but this neurep reads format "
+            f"{FORMAT_MAJOR}.x only; upgrade neurep (pip install -U neurep)"
+        )
+    if major < FORMAT_MAJOR:
+        raise FormatError(f"{source}: .nrep format {version} predates format 1.0 and is not read")
+    checked = metadata
+    if minor > FORMAT_MINOR:
+        checked, unknown = _without_unknown_keys(metadata)
+        if unknown:
+            warnings.warn(
+                NrepFormatWarning(
+                    f"{source}: written in .nrep format {version} (newer than {FORMAT_VERSION}); "
+                    f"ignoring metadata keys this neurep does not know: {', '.join(unknown)}"
+                ),
+                stacklevel=3,
+            )
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(checked))
+    if error is not None:
+        location = "/".join(str(part) for part in error.absolute_path) or "(root)"
+        message = error.message if len(error.message) < 300 else error.message[:300] + "..."
+        raise FormatError(f"{source}: invalid metadata at {location}: {message}")
+    return metadata
+
+
+def _without_unknown_keys(metadata: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A copy of ``metadata`` without the keys the schema of this version does not define."""
+    schema = metadata_schema()
+    checked = copy.deepcopy(metadata)
+    unknown: list[str] = []
+    for path in _CLOSED_OBJECTS:
+        node: Any = checked
+        node_schema: dict[str, Any] = schema
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+            node_schema = schema["properties"][key]
+        if not isinstance(node, dict):
+            continue
+        known = _known_keys(node_schema, schema)
+        for key in [key for key in node if key not in known]:
+            unknown.append("/".join((*path, key)))
+            del node[key]
+    return checked, unknown
+
+
+def _known_keys(node_schema: dict[str, Any], schema: dict[str, Any]) -> set[str]:
+    candidates = [node_schema, *node_schema.get("anyOf", [])]
+    keys: set[str] = set()
+    for candidate in candidates:
+        ref = candidate.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            candidate = schema["$defs"][ref.removeprefix("#/$defs/")]
+        keys.update(candidate.get("properties", {}))
+    return keys

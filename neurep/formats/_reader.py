@@ -1,0 +1,285 @@
+"""Reading a ``.nrep`` file: :func:`open_nrep` and :class:`NrepReader`."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurep.errors import FormatError, ResourceLimitError
+from neurep.formats._json import load_json
+from neurep.formats._limits import DEFAULT_LIMITS, ReadLimits
+from neurep.formats._metadata import (
+    FORMAT_MINOR,
+    NrepFormatWarning,
+    validate_metadata,
+)
+from neurep.formats._selection import normalize_selection
+from neurep.formats._source import ByteSource
+from neurep.formats._weights import (
+    WEIGHTS_MEMBER,
+    load_tensors,
+    sha256_hex,
+    validate_safetensors,
+)
+from neurep.formats._zarr_meta import (
+    ARRAY_NAME_PATTERN,
+    ROOT_METADATA,
+    ArraySpec,
+    parse_array_metadata,
+    parse_chunk_index,
+    parse_group_metadata,
+)
+from neurep.formats._zipindex import ZipIndex
+
+
+def open_nrep(
+    path_or_bytes: str | os.PathLike | bytes | bytearray | memoryview,
+    *,
+    limits: ReadLimits | None = None,
+) -> NrepReader:
+    """Open a ``.nrep`` file, validating its ZIP directory and metadata but reading no payload.
+
+    Args:
+        path_or_bytes: a path, or the whole file's bytes.
+        limits: bounds on what the file may declare (:class:`ReadLimits` defaults if None).
+
+    Raises:
+        FormatError: the bytes are not a valid ``.nrep`` (damaged, foreign, tampered...).
+        UnsupportedVersionError: written by a newer major version of the format.
+        ResourceLimitError: the file declares more than ``limits`` allow.
+        FileNotFoundError, IsADirectoryError, PermissionError: problems with the path itself.
+    """
+    source = ByteSource.open(path_or_bytes)
+    try:
+        return NrepReader(source, DEFAULT_LIMITS if limits is None else limits)
+    except BaseException:
+        source.close()
+        raise
+
+
+class NrepReader:
+    """An open ``.nrep`` file. Use as a context manager, or call :meth:`close`.
+
+    Attributes:
+        metadata: the ``neurep`` metadata dict (validated; treat as read-only).
+        path: the file path, or None when opened from bytes.
+        nbytes: the file size in bytes.
+        array_names: names of the zarr arrays in the file, sorted.
+    """
+
+    def __init__(self, source: ByteSource, limits: ReadLimits) -> None:
+        self._source = source
+        self._limits = limits
+        self._index = ZipIndex.parse(source, limits)
+        self.path: str | None = source.path
+        self.nbytes: int = source.size
+        self.metadata: dict[str, Any] = self._read_metadata()
+        self._arrays: dict[str, ArraySpec] = self._read_array_specs()
+        self._check_cross_references()
+        self.array_names: tuple[str, ...] = tuple(sorted(self._arrays))
+
+    # -- opening -------------------------------------------------------------------------
+    def _member_json(self, member: str, what: str) -> Any:
+        info = self._index.members[member]
+        if info.size > self._limits.max_metadata_bytes:
+            raise ResourceLimitError(
+                f"{self._source.name}: {what} is {info.size} bytes, more than "
+                f"ReadLimits.max_metadata_bytes={self._limits.max_metadata_bytes}"
+            )
+        return load_json(
+            self._index.read(member), source=self._source.name, what=what, limits=self._limits
+        )
+
+    def _read_metadata(self) -> dict[str, Any]:
+        name = self._source.name
+        if ROOT_METADATA not in self._index.members:
+            raise FormatError(f"{name}: a ZIP file without a root zarr.json, so not a .nrep file")
+        root = self._member_json(ROOT_METADATA, "root zarr.json")
+        metadata = parse_group_metadata(root, source=name)
+        return validate_metadata(metadata, source=name)
+
+    def _read_array_specs(self) -> dict[str, ArraySpec]:
+        name = self._source.name
+        newer_minor = int(self.metadata["format_version"].split(".")[1]) > FORMAT_MINOR
+        arrays: dict[str, ArraySpec] = {}
+        chunk_members: list[tuple[str, str]] = []
+        unknown: list[str] = []
+        for member in self._index.members:
+            if member in (ROOT_METADATA, WEIGHTS_MEMBER):
+                continue
+            array_name, _, rest = member.partition("/")
+            if not ARRAY_NAME_PATTERN.fullmatch(array_name) or not rest:
+                unknown.append(member)
+            elif rest == "zarr.json":
+                doc = self._member_json(member, f"zarr.json of array {array_name!r}")
+                arrays[array_name] = parse_array_metadata(
+                    doc, name=array_name, source=name, limits=self._limits
+                )
+            else:
+                chunk_members.append((array_name, rest))
+        for array_name, rest in chunk_members:
+            spec = arrays.get(array_name)
+            if spec is None or not (rest == "c" or rest.startswith("c/")):
+                unknown.append(f"{array_name}/{rest}")
+                continue
+            parse_chunk_index(spec, rest, source=name)
+            size = self._index.members[f"{array_name}/{rest}"].size
+            if size != spec.chunk_nbytes:
+                raise FormatError(
+                    f"{name}: chunk {array_name + '/' + rest!r} is {size} bytes, expected "
+                    f"{spec.chunk_nbytes} (chunk_shape {list(spec.chunks)} x {spec.dtype.name})"
+                )
+        if unknown:
+            listed = ", ".join(repr(member) for member in unknown[:5])
+            if not newer_minor:
+                raise FormatError(f"{name}: unexpected ZIP members {listed}")
+            warnings.warn(
+                NrepFormatWarning(
+                    f"{name}: ignoring ZIP members this neurep does not know: {listed}"
+                ),
+                stacklevel=4,
+            )
+        return arrays
+
+    def _check_cross_references(self) -> None:
+        name = self._source.name
+        weights = self.metadata["weights"]
+        member = self._index.members.get(WEIGHTS_MEMBER)
+        if member is None:
+            raise FormatError(f"{name}: the weights member {WEIGHTS_MEMBER!r} is missing")
+        if member.size != weights["nbytes"]:
+            raise FormatError(
+                f"{name}: metadata weights/nbytes says {weights['nbytes']} but member "
+                f"{WEIGHTS_MEMBER!r} has {member.size} bytes"
+            )
+        embedding = self.metadata["embedding"]
+        spec = self._arrays.get(embedding["array"])
+        if spec is None:
+            raise FormatError(
+                f"{name}: metadata embedding/array names {embedding['array']!r}, which is not "
+                f"an array in the file (arrays: {sorted(self._arrays)})"
+            )
+        if list(spec.shape) != list(embedding["shape"]) or spec.dtype.name != embedding["dtype"]:
+            raise FormatError(
+                f"{name}: metadata embedding says shape {embedding['shape']} "
+                f"{embedding['dtype']}, the array {spec.name!r} is {list(spec.shape)} "
+                f"{spec.dtype.name}"
+            )
+
+    # -- reading payload -----------------------------------------------------------------
+    def read_array(self, name: str, selection: Any = None) -> np.ndarray:
+        """Read ``array[selection]``, touching only the chunks the selection needs.
+
+        Args:
+            name: one of :attr:`array_names`.
+            selection: None (everything), an int, a slice, or a tuple of ints / slices /
+                one Ellipsis, as in numpy basic indexing (negative steps allowed).
+
+        Returns:
+            A new native-endian numpy array of shape ``array[selection].shape``.
+        """
+        spec = self._arrays.get(name)
+        if spec is None:
+            raise KeyError(f"{self._source.name}: no array {name!r} (arrays: {self.array_names})")
+        indices, out_shape = normalize_selection(selection, spec.shape)
+        dtype = spec.dtype.newbyteorder("=")
+        out_bytes = math.prod(out_shape) * dtype.itemsize
+        if out_bytes > self._limits.max_decoded_bytes:
+            raise ResourceLimitError(
+                f"{self._source.name}: reading {out_shape} of array {name!r} needs {out_bytes} "
+                f"bytes, more than ReadLimits.max_decoded_bytes="
+                f"{self._limits.max_decoded_bytes}; read a smaller selection"
+            )
+        full_shape = tuple(len(vector) for vector in indices)
+        out = np.empty(full_shape, dtype=dtype)
+        if out.size:
+            self._fill_from_chunks(spec, indices, out)
+        return out.reshape(out_shape)
+
+    def _fill_from_chunks(
+        self, spec: ArraySpec, indices: list[np.ndarray], out: np.ndarray
+    ) -> None:
+        """Copy the selected elements of each touched chunk into ``out`` (full-rank)."""
+        per_axis = [
+            _group_by_chunk(vector, chunk)
+            for vector, chunk in zip(indices, spec.chunks, strict=True)
+        ]
+        for combination in itertools.product(*per_axis):
+            chunk_index = tuple(item[0] for item in combination)
+            block = self._read_chunk(spec, chunk_index)
+            out_where = np.ix_(*(item[1] for item in combination))
+            in_where = np.ix_(*(item[2] for item in combination))
+            out[out_where] = block[in_where]
+
+    def _read_chunk(self, spec: ArraySpec, chunk_index: tuple[int, ...]) -> np.ndarray:
+        member = spec.chunk_member(chunk_index)
+        if member not in self._index.members:
+            return np.full(spec.chunks, spec.fill_value, dtype=spec.dtype.newbyteorder("="))
+        raw = self._index.read(member)
+        block = np.frombuffer(raw, dtype=spec.dtype).reshape(spec.chunks)
+        if spec.dtype.kind == "b":
+            return block.view(np.uint8) != 0
+        return block
+
+    def read_tensors(self) -> dict[str, torch.Tensor]:
+        """Read the weights member: checks its size, CRC-32, SHA-256 and safetensors header.
+
+        Returns:
+            ``{name: tensor}`` on the CPU, dtypes as stored (see ``metadata["weights"]``).
+        """
+        name = self._source.name
+        member = self._index.members[WEIGHTS_MEMBER]
+        if member.size > self._limits.max_decoded_bytes:
+            raise ResourceLimitError(
+                f"{name}: the weights are {member.size} bytes, more than "
+                f"ReadLimits.max_decoded_bytes={self._limits.max_decoded_bytes}"
+            )
+        data = self._index.read(WEIGHTS_MEMBER)
+        expected = self.metadata["weights"]["sha256"]
+        if sha256_hex(data) != expected:
+            raise FormatError(
+                f"{name}: member {WEIGHTS_MEMBER!r} does not match metadata weights/sha256 "
+                "(the file was modified or damaged)"
+            )
+        validate_safetensors(data, source=name, limits=self._limits)
+        return load_tensors(data, source=name)
+
+    # -- lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the file; later reads raise ``ValueError``."""
+        self._source.close()
+
+    def __enter__(self) -> NrepReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"NrepReader({self._source.name!r}, {self.nbytes} bytes, "
+            f"arrays={list(self.array_names)})"
+        )
+
+
+def _group_by_chunk(vector: np.ndarray, chunk: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Split the index ``vector`` of one axis by chunk.
+
+    Returns ``(chunk id, positions in the output, positions inside the chunk)`` per touched
+    chunk, in O(n log n).
+    """
+    chunk_ids = vector // chunk
+    order = np.argsort(chunk_ids, kind="stable")
+    sorted_ids = chunk_ids[order]
+    starts = np.flatnonzero(np.diff(sorted_ids)) + 1
+    groups = []
+    for positions in np.split(order, starts):
+        chunk_id = int(chunk_ids[positions[0]])
+        groups.append((chunk_id, positions, vector[positions] - chunk_id * chunk))
+    return groups

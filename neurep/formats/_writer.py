@@ -1,0 +1,265 @@
+"""Writing a ``.nrep`` file: :func:`write_nrep`."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+import zipfile
+from collections.abc import Mapping
+from typing import Any, BinaryIO
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+import zarr
+import zarr.storage
+
+from neurep._version import __version__
+from neurep.errors import FormatError
+from neurep.formats._atomic import atomic_write
+from neurep.formats._json import check_json_bounds
+from neurep.formats._limits import DEFAULT_LIMITS
+from neurep.formats._metadata import FORMAT_NAME, FORMAT_VERSION, validate_metadata
+from neurep.formats._weights import TORCH_DTYPES, WEIGHTS_MEMBER, sha256_hex
+from neurep.formats._zarr_meta import ARRAY_DTYPES, ARRAY_NAME_PATTERN, ROOT_METADATA
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: same inputs, same bytes
+_UNIX = 3
+
+
+def write_nrep(
+    path: str | os.PathLike,
+    *,
+    metadata: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    tensors: Mapping[str, torch.Tensor],
+    array_chunks: Mapping[str, tuple[int, ...]] | None = None,
+) -> int:
+    """Write a ``.nrep`` file atomically; return its size in bytes.
+
+    Args:
+        path: target file; replaced atomically if it exists (a symlink there is replaced,
+            not followed).
+        metadata: the neurep metadata without the keys the writer fills in (``format``,
+            ``format_version``, ``created``, ``library``, ``weights/member``,
+            ``weights/sha256``, ``weights/nbytes``); see docs/FORMAT.md.
+        arrays: ``{name: array}`` stored as zarr v3 arrays (e.g. ``"embedding"``, shape
+            ``(B, E, *s)``), chunked one item per chunk along axis 0 unless
+            ``array_chunks[name]`` gives a chunk shape.
+        tensors: ``{name: tensor}`` stored in ``weights.safetensors`` (CPU copies).
+
+    Raises:
+        FormatError: the metadata does not satisfy the schema, or arrays/tensors cannot be
+            stored (dtype, name, chunking).
+        TypeError: arguments of the wrong type.
+    """
+    target = os.fspath(path)
+    if isinstance(target, bytes):
+        target = os.fsdecode(target)
+    stored_arrays = _checked_arrays(arrays, array_chunks or {}, target)
+    weights = _safetensors_bytes(tensors, target)
+    full_metadata = _complete_metadata(metadata, weights, stored_arrays, target)
+    members = _zarr_members(full_metadata, stored_arrays)
+    members.append((WEIGHTS_MEMBER, weights))
+
+    def write(file: BinaryIO) -> None:
+        _write_zip(file, members)
+
+    def check(temporary: str) -> None:
+        from neurep.formats._reader import open_nrep
+
+        try:
+            open_nrep(temporary).close()
+        except FormatError as error:
+            raise FormatError(
+                f"{target}: refusing to write a file neurep cannot read back: {error}"
+            ) from error
+
+    return atomic_write(target, write, check)
+
+
+def _checked_arrays(
+    arrays: Mapping[str, np.ndarray], chunks: Mapping[str, tuple[int, ...]], target: str
+) -> dict[str, tuple[np.ndarray, tuple[int, ...]]]:
+    """``{name: (array, chunk shape)}`` after checking names, dtypes and chunk shapes."""
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"arrays must be a dict of numpy arrays, got {type(arrays).__name__}")
+    unknown = sorted(set(chunks) - set(arrays))
+    if unknown:
+        raise FormatError(f"{target}: array_chunks names arrays that are not given: {unknown}")
+    result = {}
+    for name, value in arrays.items():
+        if not isinstance(name, str) or not ARRAY_NAME_PATTERN.fullmatch(name):
+            raise FormatError(
+                f"{target}: array name {name!r} must match {ARRAY_NAME_PATTERN.pattern}"
+            )
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"arrays[{name!r}] must be a numpy array, got {type(value).__name__}")
+        if value.dtype.name not in ARRAY_DTYPES:
+            raise FormatError(
+                f"{target}: arrays[{name!r}] has dtype {value.dtype}, not one of "
+                f"{sorted(ARRAY_DTYPES)}"
+            )
+        chunk_shape = tuple(chunks.get(name, _default_chunks(value.shape)))
+        if len(chunk_shape) != value.ndim or not all(
+            isinstance(size, int | np.integer) and size >= 1 for size in chunk_shape
+        ):
+            raise FormatError(
+                f"{target}: chunk shape {chunk_shape} for array {name!r} of shape "
+                f"{value.shape} must have one positive int per axis"
+            )
+        result[name] = (value, tuple(int(size) for size in chunk_shape))
+    return result
+
+
+def _default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One item per chunk along axis 0 (a video's frames are separately readable)."""
+    return tuple(1 if axis == 0 else max(size, 1) for axis, size in enumerate(shape))
+
+
+def _safetensors_bytes(tensors: Mapping[str, torch.Tensor], target: str) -> bytes:
+    if not isinstance(tensors, Mapping):
+        raise TypeError(f"tensors must be a dict of torch tensors, got {type(tensors).__name__}")
+    prepared = {}
+    for name, tensor in tensors.items():
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise FormatError(f"{target}: tensor name {name!r} is not allowed")
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(
+                f"tensors[{name!r}] must be a torch.Tensor, got {type(tensor).__name__}"
+            )
+        if tensor.dtype not in TORCH_DTYPES:
+            raise FormatError(
+                f"{target}: tensors[{name!r}] has dtype {tensor.dtype}, not one of "
+                f"{sorted(str(dtype) for dtype in TORCH_DTYPES)}"
+            )
+        if tensor.layout != torch.strided:
+            raise FormatError(f"{target}: tensors[{name!r}] is sparse; make it dense first")
+        prepared[name] = tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+    return safetensors.torch.save(prepared)
+
+
+def _complete_metadata(
+    metadata: Mapping[str, Any],
+    weights: bytes,
+    arrays: dict[str, tuple[np.ndarray, tuple[int, ...]]],
+    target: str,
+) -> dict[str, Any]:
+    """The caller's metadata plus the writer's keys, as plain JSON values, validated."""
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        plain = json.loads(json.dumps(dict(metadata), default=_json_default, allow_nan=False))
+    except ValueError as error:
+        raise FormatError(
+            f"{target}: metadata is not JSON-compatible ({error}); use null instead of NaN or "
+            "infinity (e.g. the PSNR of a lossless fit)"
+        ) from error
+    except TypeError as error:
+        raise FormatError(f"{target}: metadata is not JSON-compatible: {error}") from error
+    library = plain.get("library") if isinstance(plain.get("library"), dict) else {}
+    plain.update(
+        format=FORMAT_NAME,
+        format_version=FORMAT_VERSION,
+        created=_created_timestamp(),
+        library={**library, **_library_versions()},
+    )
+    weights_entry = plain.get("weights") if isinstance(plain.get("weights"), dict) else {}
+    plain["weights"] = {
+        **weights_entry,
+        "member": WEIGHTS_MEMBER,
+        "sha256": sha256_hex(weights),
+        "nbytes": len(weights),
+    }
+    check_json_bounds(plain, source=target, what="metadata", limits=DEFAULT_LIMITS)
+    validate_metadata(plain, source=target)
+    embedding = plain["embedding"]
+    if embedding["array"] not in arrays:
+        raise FormatError(
+            f"{target}: metadata embedding/array is {embedding['array']!r} but arrays has "
+            f"{sorted(arrays)}"
+        )
+    array = arrays[embedding["array"]][0]
+    if list(array.shape) != embedding["shape"] or array.dtype.name != embedding["dtype"]:
+        raise FormatError(
+            f"{target}: metadata embedding says {embedding['shape']} {embedding['dtype']} but "
+            f"arrays[{embedding['array']!r}] is {list(array.shape)} {array.dtype.name}"
+        )
+    return plain
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.size <= 100_000:
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _created_timestamp() -> str:
+    """ISO-8601 UTC creation time; ``SOURCE_DATE_EPOCH`` pins it for reproducible files."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    seconds = int(epoch) if epoch and epoch.isdigit() else time.time()
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _library_versions() -> dict[str, str]:
+    return {
+        "neurep": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "zarr": zarr.__version__,
+        "safetensors": safetensors.__version__,
+    }
+
+
+def _zarr_members(
+    metadata: dict[str, Any], arrays: dict[str, tuple[np.ndarray, tuple[int, ...]]]
+) -> list[tuple[str, bytes]]:
+    """Encode the zarr v3 hierarchy with zarr itself; return ``(member, bytes)`` in file order.
+
+    Order: root ``zarr.json``, then per array (sorted by name) its ``zarr.json`` and its
+    chunks in row-major grid order.
+    """
+    store_dict: dict[str, Any] = {}
+    store = zarr.storage.MemoryStore(store_dict=store_dict)
+    zarr.create_group(store=store, attributes={"neurep": metadata}, zarr_format=3)
+    for name, (array, chunk_shape) in sorted(arrays.items()):
+        stored = zarr.create_array(
+            store=store,
+            name=name,
+            shape=array.shape,
+            chunks=chunk_shape,
+            dtype=array.dtype,
+            compressors=None,
+            filters=None,
+            fill_value=False if array.dtype.kind == "b" else 0,
+            zarr_format=3,
+            config={"write_empty_chunks": True},
+        )
+        if array.size:
+            stored[...] = array
+    members = [(ROOT_METADATA, store_dict.pop(ROOT_METADATA).to_bytes())]
+
+    def file_order(key: str) -> tuple:
+        array_name, _, rest = key.partition("/")
+        if rest == "zarr.json":
+            return (array_name, 0, ())
+        return (array_name, 1, tuple(int(part) for part in rest.split("/")[1:]))
+
+    members.extend((key, store_dict[key].to_bytes()) for key in sorted(store_dict, key=file_order))
+    return members
+
+
+def _write_zip(file: BinaryIO, members: list[tuple[str, bytes]]) -> None:
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_STORED
+            info.create_system = _UNIX
+            info.external_attr = 0o100644 << 16
+            archive.writestr(info, data)
