@@ -6,7 +6,9 @@ floating-point values, and ``.npy`` files (read without pickle). Values are mapp
 
 :meth:`ArrayAdapter.from_signal` gives back the same container (numpy for numpy arrays and
 ``.npy`` files, a CPU torch tensor for tensors), shape and dtype: integers rounded and clipped
-to the recorded range, booleans true where the value is at least 0.5.
+to the recorded range, booleans true where the value is at least 0.5. Integers come back
+exactly while their range (max - min) stays under 2**23; wider ranges are limited by the
+float32 signal (relative error about 6e-8 of the range).
 """
 
 from __future__ import annotations
@@ -108,14 +110,14 @@ class ArrayAdapter(ModalityAdapter):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ArrayAdapter:
         fields = configuration_of(config, cls.name)
-        require_keys(fields, ("kind", "shape", "dtype", "value_range"), cls.name)
+        require_keys(fields, ("kind", "shape", "dtype", "value_range", "source"), cls.name)
         try:
             configuration = ArrayConfiguration(
                 kind=str(fields["kind"]),
                 shape=[int(size) for size in fields["shape"]],
                 dtype=str(fields["dtype"]),
                 value_range=list(fields["value_range"]),
-                source=fields.get("source"),
+                source=fields["source"],
             )
         except (TypeError, ValueError) as error:
             raise FormatError(f"array modality configuration is malformed: {error}") from error

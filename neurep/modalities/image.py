@@ -179,7 +179,8 @@ class ImageAdapter(ModalityAdapter):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ImageAdapter:
         fields = configuration_of(config, cls.name)
-        require_keys(fields, ("kind", "shape", "dtype", "value_range", "channels"), cls.name)
+        required = ("kind", "shape", "dtype", "value_range", "channels", "mode", "source")
+        require_keys(fields, required, cls.name)
         try:
             configuration = ImageConfiguration(
                 kind=str(fields["kind"]),
@@ -187,8 +188,8 @@ class ImageAdapter(ModalityAdapter):
                 dtype=str(fields["dtype"]),
                 value_range=list(fields["value_range"]),
                 channels=int(fields["channels"]),
-                mode=fields.get("mode"),
-                source=fields.get("source"),
+                mode=fields["mode"],
+                source=fields["source"],
             )
         except (TypeError, ValueError) as error:
             raise FormatError(f"image modality configuration is malformed: {error}") from error
