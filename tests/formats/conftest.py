@@ -1,0 +1,17 @@
+"""Fixtures of the .nrep container tests (helpers live in nrep_helpers.py)."""
+
+from __future__ import annotations
+
+import pytest
+from nrep_helpers import small_inputs
+
+from neurep.formats import write_nrep
+
+
+@pytest.fixture(scope="session")
+def small_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of a small valid .nrep file (a few hundred bytes)."""
+    metadata, arrays, tensors = small_inputs()
+    path = tmp_path_factory.mktemp("small") / "small.nrep"
+    write_nrep(path, metadata=metadata, arrays=arrays, tensors=tensors)
+    return path.read_bytes()

@@ -1,0 +1,316 @@
+"""What is written comes back: arrays, tensors, metadata; plain zarr and safetensors read it."""
+
+from __future__ import annotations
+
+import datetime
+import zipfile
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+import zarr
+import zarr.storage
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nrep_helpers import make_metadata, small_inputs
+
+import neurep
+from neurep.formats import FORMAT_VERSION, ReadLimits, _zipindex, open_nrep, write_nrep
+
+
+def test_small_file_round_trips_arrays_tensors_and_metadata(tmp_path):
+    metadata, arrays, tensors = small_inputs()
+    path = tmp_path / "x.nrep"
+    written = write_nrep(path, metadata=metadata, arrays=arrays, tensors=tensors)
+    assert written == path.stat().st_size
+    with open_nrep(path) as reader:
+        assert reader.nbytes == written
+        assert reader.path == str(path)
+        assert reader.array_names == ("embedding",)
+        np.testing.assert_array_equal(reader.read_array("embedding"), arrays["embedding"])
+        assert reader.read_array("embedding").dtype == np.float16
+        loaded = reader.read_tensors()
+        assert set(loaded) == set(tensors)
+        for name, tensor in tensors.items():
+            assert loaded[name].dtype == tensor.dtype
+            assert torch.equal(loaded[name], tensor)
+        meta = reader.metadata
+    assert meta["modality"] == metadata["modality"]
+    assert meta["decoder"] == metadata["decoder"]
+    assert meta["quality"] == {"psnr": 31.5, "ms_ssim": None}
+
+
+def test_writer_fills_in_format_version_time_library_and_checksum(tmp_path):
+    metadata, arrays, tensors = small_inputs()
+    metadata["format_version"] = "0.1"  # the caller cannot override what the writer fills in
+    path = tmp_path / "x.nrep"
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    write_nrep(path, metadata=metadata, arrays=arrays, tensors=tensors)
+    meta = open_nrep(path).metadata
+    assert meta["format"] == "neurep" and meta["format_version"] == FORMAT_VERSION == "1.0"
+    created = datetime.datetime.fromisoformat(meta["created"].replace("Z", "+00:00"))
+    assert created.utcoffset() == datetime.timedelta(0)
+    assert before <= created <= datetime.datetime.now(datetime.UTC)
+    assert meta["library"]["neurep"] == neurep.__version__
+    assert meta["library"]["torch"] == torch.__version__
+    assert set(meta["library"]) >= {"numpy", "zarr", "safetensors"}
+    weights = zipfile.ZipFile(path).read("weights.safetensors")
+    import hashlib
+
+    assert meta["weights"]["sha256"] == hashlib.sha256(weights).hexdigest()
+    assert meta["weights"]["nbytes"] == len(weights)
+    assert meta["weights"]["member"] == "weights.safetensors"
+    assert meta["weights"]["precision"] == "float32"
+
+
+def test_plain_zarr_and_plain_safetensors_read_the_file(tmp_path):
+    metadata, arrays, tensors = small_inputs()
+    path = tmp_path / "x.nrep"
+    write_nrep(path, metadata=metadata, arrays=arrays, tensors=tensors)
+    store = zarr.storage.ZipStore(path, mode="r")
+    group = zarr.open_group(store, mode="r")
+    assert group.attrs["neurep"]["decoder"]["name"] == "tiny"
+    np.testing.assert_array_equal(group["embedding"][1:3], arrays["embedding"][1:3])
+    store.close()
+    loaded = safetensors.torch.load(zipfile.ZipFile(path).read("weights.safetensors"))
+    assert torch.equal(loaded["head.weight"], tensors["head.weight"])
+
+
+def test_every_member_is_stored_and_the_layout_is_a_zarr_hierarchy(tmp_path):
+    metadata, arrays, tensors = small_inputs()
+    path = tmp_path / "x.nrep"
+    write_nrep(path, metadata=metadata, arrays=arrays, tensors=tensors)
+    infos = zipfile.ZipFile(path).infolist()
+    assert all(info.compress_type == zipfile.ZIP_STORED for info in infos)
+    names = [info.filename for info in infos]
+    assert names[0] == "zarr.json" and names[-1] == "weights.safetensors"
+    # default chunking: one item of axis 0 per chunk
+    assert names[1:-1] == ["embedding/zarr.json"] + [f"embedding/c/{i}/0/0/0" for i in range(3)]
+
+
+def test_same_inputs_and_source_date_epoch_give_identical_bytes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    metadata, arrays, tensors = small_inputs()
+    first, second = tmp_path / "a.nrep", tmp_path / "b.nrep"
+    write_nrep(first, metadata=metadata, arrays=arrays, tensors=tensors)
+    write_nrep(second, metadata=metadata, arrays=arrays, tensors=tensors)
+    assert first.read_bytes() == second.read_bytes()
+    assert open_nrep(first).metadata["created"] == "2023-11-14T22:13:20Z"
+
+
+def test_opening_from_bytes_equals_opening_the_path(tmp_path):
+    metadata, arrays, tensors = small_inputs()
+    path = tmp_path / "x.nrep"
+    write_nrep(path, metadata=metadata, arrays=arrays, tensors=tensors)
+    from_path, from_bytes = open_nrep(path), open_nrep(path.read_bytes())
+    assert from_bytes.path is None and from_bytes.nbytes == from_path.nbytes
+    assert from_bytes.metadata == from_path.metadata
+    np.testing.assert_array_equal(from_bytes.read_array("embedding", 1), arrays["embedding"][1])
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        "bool",
+        "int8",
+        "uint8",
+        "int16",
+        "uint16",
+        "int32",
+        "uint32",
+        "int64",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    ],
+)
+def test_every_array_dtype_round_trips(tmp_path, dtype):
+    rng = np.random.default_rng(0)
+    embedding = (rng.integers(0, 100, size=(2, 3, 5)) % (2 if dtype == "bool" else 100)).astype(
+        dtype
+    )
+    path = tmp_path / "x.nrep"
+    write_nrep(path, metadata=make_metadata(embedding), arrays={"embedding": embedding}, tensors={})
+    with open_nrep(path) as reader:
+        got = reader.read_array("embedding")
+    assert got.dtype == embedding.dtype
+    np.testing.assert_array_equal(got, embedding)
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.int8,
+        torch.uint8,
+        torch.float64,
+        torch.int32,
+        torch.int64,
+        torch.bool,
+    ],
+)
+def test_every_tensor_dtype_round_trips(tmp_path, dtype):
+    tensor = (torch.arange(12) % 7).reshape(3, 4).to(dtype)
+    metadata, arrays, _ = small_inputs()
+    path = tmp_path / "x.nrep"
+    write_nrep(path, metadata=metadata, arrays=arrays, tensors={"w": tensor, "empty": tensor[:0]})
+    loaded = open_nrep(path).read_tensors()
+    assert loaded["w"].dtype == dtype and torch.equal(loaded["w"], tensor)
+    assert loaded["empty"].shape == (0, 4)
+
+
+def test_scalar_empty_and_custom_chunked_arrays_round_trip(tmp_path):
+    metadata, arrays, tensors = small_inputs()
+    arrays = {
+        **arrays,
+        "scalar": np.array(2.5, dtype=np.float32),
+        "empty": np.zeros((0, 3), dtype=np.int16),
+        "volume": np.arange(5 * 7 * 3, dtype=np.int32).reshape(5, 7, 3),
+    }
+    path = tmp_path / "x.nrep"
+    write_nrep(
+        path, metadata=metadata, arrays=arrays, tensors=tensors, array_chunks={"volume": (2, 3, 2)}
+    )
+    with open_nrep(path) as reader:
+        assert reader.array_names == ("embedding", "empty", "scalar", "volume")
+        assert reader.read_array("scalar").shape == ()
+        assert reader.read_array("scalar") == np.float32(2.5)
+        assert reader.read_array("empty").shape == (0, 3)
+        np.testing.assert_array_equal(reader.read_array("volume"), arrays["volume"])
+    names = zipfile.ZipFile(path).namelist()
+    assert "volume/c/2/2/1" in names  # grid 3 x 3 x 2 with edge chunks
+
+
+def test_non_contiguous_and_big_endian_inputs_are_stored_little_endian(tmp_path):
+    base = np.arange(24, dtype=">i4").reshape(4, 6)[:, ::2]
+    path = tmp_path / "x.nrep"
+    write_nrep(
+        path,
+        metadata=make_metadata(base.astype("<i4")),
+        arrays={"embedding": base},
+        tensors={"t": torch.arange(10.0)[::2]},
+    )
+    with open_nrep(path) as reader:
+        np.testing.assert_array_equal(reader.read_array("embedding"), base)
+        assert torch.equal(reader.read_tensors()["t"], torch.tensor([0.0, 2.0, 4.0, 6.0, 8.0]))
+
+
+_volume = np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4)
+
+
+def _index(size: int):
+    return st.one_of(
+        st.integers(-size, size - 1),
+        st.builds(
+            slice,
+            st.none() | st.integers(-size - 2, size + 2),
+            st.none() | st.integers(-size - 2, size + 2),
+            st.none() | st.sampled_from([-3, -2, -1, 1, 2, 3]),
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def volume_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vol") / "v.nrep"
+    _, _, tensors = small_inputs()
+    write_nrep(
+        path,
+        metadata=make_metadata(_volume),
+        arrays={"embedding": _volume},
+        tensors=tensors,
+        array_chunks={"embedding": (4, 2, 3)},
+    )
+    return path.read_bytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_read_array_selection_equals_numpy_indexing(volume_file, data):
+    axes = data.draw(st.integers(0, 3))
+    selection = tuple(data.draw(_index(size)) for size in _volume.shape[:axes])
+    if data.draw(st.booleans()) and axes < 3:
+        selection = (*selection, Ellipsis)
+    with open_nrep(volume_file) as reader:
+        got = reader.read_array("embedding", selection)
+    np.testing.assert_array_equal(got, _volume[selection])
+
+
+def test_read_array_rejects_bad_selections_like_numpy(volume_file):
+    with open_nrep(volume_file) as reader:
+        with pytest.raises(IndexError):
+            reader.read_array("embedding", 6)
+        with pytest.raises(IndexError):
+            reader.read_array("embedding", (0, 0, 0, 0))
+        with pytest.raises(TypeError):
+            reader.read_array("embedding", [0, 1])
+        with pytest.raises(KeyError, match="no array 'nope'"):
+            reader.read_array("nope")
+
+
+def test_read_array_reads_only_the_chunks_the_selection_touches(tmp_path, monkeypatch):
+    frames = np.arange(10 * 3 * 2, dtype=np.float32).reshape(10, 3, 2)
+    path = tmp_path / "video.nrep"
+    write_nrep(path, metadata=make_metadata(frames), arrays={"embedding": frames}, tensors={})
+    read_members: list[str] = []
+    original = _zipindex.ZipIndex.read
+
+    def spy(self, member):
+        read_members.append(member)
+        return original(self, member)
+
+    monkeypatch.setattr(_zipindex.ZipIndex, "read", spy)
+    with open_nrep(path) as reader:
+        read_members.clear()
+        np.testing.assert_array_equal(reader.read_array("embedding", slice(4, 7)), frames[4:7])
+        assert read_members == [f"embedding/c/{i}/0/0" for i in (4, 5, 6)]
+        read_members.clear()
+        reader.read_array("embedding", (slice(1, 9, 3), 2))
+        assert read_members == [f"embedding/c/{i}/0/0" for i in (1, 4, 7)]
+
+
+def test_open_reads_no_payload(tmp_path, monkeypatch):
+    metadata, arrays, tensors = small_inputs()
+    path = tmp_path / "x.nrep"
+    write_nrep(path, metadata=metadata, arrays=arrays, tensors=tensors)
+    read_members: list[str] = []
+    original = _zipindex.ZipIndex.read
+    monkeypatch.setattr(
+        _zipindex.ZipIndex,
+        "read",
+        lambda self, member: read_members.append(member) or original(self, member),
+    )
+    open_nrep(path).close()
+    assert read_members == ["zarr.json", "embedding/zarr.json"]
+
+
+def test_closed_reader_refuses_reads(small_file, tmp_path):
+    path = tmp_path / "x.nrep"
+    path.write_bytes(small_file)
+    reader = open_nrep(path)
+    with reader:
+        pass
+    with pytest.raises(ValueError, match="closed"):
+        reader.read_tensors()
+    reader = open_nrep(small_file)
+    reader.close()
+    with pytest.raises(ValueError, match="closed"):
+        reader.read_array("embedding")
+
+
+def test_a_video_sized_file_loads_with_default_limits(tmp_path):
+    # 300 frames of a 64 x 18 x 32 float16 embedding (~22 MB) and 8 MB of weights
+    frames = np.zeros((300, 64, 18, 32), dtype=np.float16)
+    tensors = {"w": torch.zeros(2 * 1024 * 1024)}
+    path = tmp_path / "video.nrep"
+    written = write_nrep(
+        path, metadata=make_metadata(frames), arrays={"embedding": frames}, tensors=tensors
+    )
+    assert written > 30_000_000
+    with open_nrep(path, limits=ReadLimits()) as reader:
+        assert reader.read_array("embedding", slice(10, 20)).shape == (10, 64, 18, 32)
+        assert reader.read_tensors()["w"].numel() == 2 * 1024 * 1024
