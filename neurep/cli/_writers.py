@@ -1,0 +1,105 @@
+"""Write a decoded object (numpy array, torch tensor or PIL image) as .png, .tif or .npy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurep.cli._common import CommandError
+
+IMAGE_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
+OUTPUT_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
+
+
+def write_decoded(obj: Any, path: Path, *, channels_first: bool) -> None:
+    """Write ``obj`` to ``path`` in the format its suffix names, atomically.
+
+    ``channels_first``: a 3-D tensor is ``CxHxW`` (image modality) and is written ``HxWxC``.
+    """
+    suffix = path.suffix.lower()
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        if suffix == ".npy":
+            with open(temporary, "wb") as handle:
+                np.save(handle, _as_numpy(obj, channels_first=False), allow_pickle=False)
+        elif suffix in IMAGE_FORMATS:
+            _as_pil(obj, suffix, channels_first=channels_first).save(
+                temporary, format=IMAGE_FORMATS[suffix]
+            )
+        else:
+            raise CommandError(f"{path}: cannot write {suffix or 'files without a suffix'}")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _as_numpy(obj: Any, *, channels_first: bool) -> np.ndarray:
+    """``obj`` as numpy; a channels-first tensor comes back ``HxWxC``."""
+    if isinstance(obj, np.ndarray):
+        return obj
+    if _is_tensor(obj):
+        import torch
+
+        tensor = obj.detach().cpu()
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.float()  # numpy has no bfloat16
+        values = tensor.numpy()
+        if channels_first and values.ndim == 3:
+            values = values.transpose(1, 2, 0)
+        return values
+    if _is_pil(obj):
+        return np.asarray(obj)
+    raise CommandError(f"cannot write a decoded {type(obj).__name__} to a file")
+
+
+def _as_pil(obj: Any, suffix: str, *, channels_first: bool) -> Any:
+    """``obj`` as a PIL image that ``suffix``'s format can hold, or CommandError saying why not."""
+    from PIL import Image
+
+    if _is_pil(obj):
+        if suffix == ".png" and obj.mode in ("F", "I", "CMYK", "YCbCr", "LAB", "HSV"):
+            raise CommandError(f"PNG cannot hold a PIL {obj.mode} image; write .tif or .npy")
+        return obj
+    values = _as_numpy(obj, channels_first=channels_first)
+    if values.ndim == 3 and values.shape[2] == 1:
+        values = values[:, :, 0]
+    kind = values.dtype.kind
+    if values.ndim == 2 and kind == "b":
+        return Image.fromarray(values)
+    if values.dtype == np.uint8 and (
+        values.ndim == 2 or (values.ndim == 3 and values.shape[2] <= 4)
+    ):
+        return Image.fromarray(values)
+    if values.ndim == 2 and values.dtype == np.uint16:
+        return Image.frombytes("I;16", values.shape[::-1], values.astype("<u2").tobytes())
+    if values.ndim == 2 and kind == "f" and suffix != ".png":
+        return Image.fromarray(values.astype(np.float32))
+    if values.ndim == 2 and kind in "iu" and suffix != ".png" and _fits_int32(values):
+        return Image.fromarray(values.astype(np.int32))
+    raise CommandError(
+        f"cannot write a {values.dtype} array of shape {tuple(values.shape)} as "
+        f"{suffix.lstrip('.').upper()}; write .npy instead"
+        + (" or .tif" if suffix == ".png" and values.ndim == 2 else "")
+    )
+
+
+def _fits_int32(values: np.ndarray) -> bool:
+    info = np.iinfo(np.int32)
+    return values.size == 0 or (int(values.min()) >= info.min and int(values.max()) <= info.max)
+
+
+def _is_tensor(obj: Any) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _is_pil(obj: Any) -> bool:
+    import sys
+
+    pil_image = sys.modules.get("PIL.Image")
+    return pil_image is not None and isinstance(obj, pil_image.Image)

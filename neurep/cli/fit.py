@@ -1,0 +1,70 @@
+"""``neurep fit INPUT -o OUT.nrep``: fit a neural datum to a file and save it."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from neurep.cli._common import (
+    PROG,
+    existing_file,
+    output_path,
+    parse_args,
+    positive_int,
+    run_command,
+)
+from neurep.cli._summary import derive, quality_text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} fit",
+        description="Fit a small network to one datum (an image file, a .npy array) and save "
+        "its neural form as a .nrep file.",
+    )
+    parser.add_argument("input", metavar="INPUT", help="image (PNG/JPEG/TIFF/WebP) or .npy file")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.nrep", help="file to write")
+    parser.add_argument("--preset", default="balanced", help="fitting preset (default: balanced)")
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="optimisation steps (default: the preset's)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--modality", default=None, help="force a modality (image, array, ...) instead of guessing"
+    )
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    return args if isinstance(args, int) else run_command(_fit, args)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import neurep
+
+    source = existing_file(args.input)
+    target = output_path(args.output, (".nrep",), "output")
+    datum = neurep.fit(
+        str(source),
+        modality=args.modality,
+        preset=args.preset,
+        steps=args.steps,
+        seed=args.seed,
+        progress=not args.quiet,
+        device=args.device,
+    )
+    file_bytes = datum.save(target)
+    if not args.quiet:
+        metadata = datum.metadata
+        derived = derive(metadata, file_bytes)
+        size = f"{file_bytes:,} bytes"
+        if derived["bpp"] is not None:
+            size += f", {derived['bpp']:.4f} bpp"
+        print(f"{source} -> {target}: {size}, {quality_text(metadata.get('quality'))}")
+    return 0
