@@ -73,12 +73,16 @@ def randomise_parameters(layer: S3KConvNd, seed: int) -> None:
         for name, param in layer.named_parameters():
             if name == "log_neg_lambda":
                 # |lam| in [0.3, 5], distinct per state (sorted + spread).
-                base = torch.linspace(math.log(0.3), math.log(5.0), param.shape[1], dtype=param.dtype)
+                base = torch.linspace(
+                    math.log(0.3), math.log(5.0), param.shape[1], dtype=param.dtype
+                )
                 jitter = 0.05 * torch.rand(param.shape, generator=gen, dtype=param.dtype)
                 param.copy_(base + jitter)
             elif name == "log_dt":
                 low, high = math.log(0.05), math.log(1.0)
-                param.copy_(low + (high - low) * torch.rand(param.shape, generator=gen, dtype=param.dtype))
+                param.copy_(
+                    low + (high - low) * torch.rand(param.shape, generator=gen, dtype=param.dtype)
+                )
             else:
                 param.copy_(0.7 * torch.randn(param.shape, generator=gen, dtype=param.dtype))
 
@@ -103,12 +107,26 @@ def oracle_forward(layer: S3KConvNd, x: torch.Tensor) -> torch.Tensor:
     kernel, stride, padding = layer.kernel_size, layer.stride, layer.padding
     batch, _, *spatial = x.shape
     # Zero padding, by hand.
-    padded = torch.zeros(batch, x.shape[1], *(s + 2 * p for s, p in zip(spatial, padding)), dtype=x.dtype)
-    padded[(slice(None), slice(None), *(slice(p, p + s) for s, p in zip(spatial, padding)))] = x
+    padded = torch.zeros(
+        batch,
+        x.shape[1],
+        *(s + 2 * p for s, p in zip(spatial, padding, strict=True)),
+        dtype=x.dtype,
+    )
+    padded[
+        (
+            slice(None),
+            slice(None),
+            *(slice(p, p + s) for s, p in zip(spatial, padding, strict=True)),
+        )
+    ] = x
     # 1x1 input projection.
     proj = torch.einsum("oc,bc...->bo...", layer.in_proj.weight, padded)
     proj = proj + layer.in_proj.bias.reshape(1, -1, *([1] * d))
-    out_shape = [(s + 2 * p - k) // st + 1 for s, k, st, p in zip(spatial, kernel, stride, padding)]
+    out_shape = [
+        (s + 2 * p - k) // st + 1
+        for s, k, st, p in zip(spatial, kernel, stride, padding, strict=True)
+    ]
     lam, dt = constrained(layer)  # (d, N)
     lam_bar = torch.exp(lam * dt)
     b_scale = (torch.exp(lam * dt) - 1.0) / lam  # plain ZOH, no expm1
@@ -118,7 +136,11 @@ def oracle_forward(layer: S3KConvNd, x: torch.Tensor) -> torch.Tensor:
     residuals = torch.zeros(batch, n_states, *out_shape, dtype=x.dtype)
     for b in range(batch):
         for pos in itertools.product(*(range(o) for o in out_shape)):
-            index = (b, slice(None), *(slice(o * st, o * st + k) for o, st, k in zip(pos, stride, kernel)))
+            index = (
+                b,
+                slice(None),
+                *(slice(o * st, o * st + k) for o, st, k in zip(pos, stride, kernel, strict=True)),
+            )
             window = proj[index]  # (C, K_1..K_d)
             total = torch.zeros(n_states, dtype=x.dtype)
             for c in range(hidden):
@@ -126,7 +148,9 @@ def oracle_forward(layer: S3KConvNd, x: torch.Tensor) -> torch.Tensor:
             states[(b, slice(None), *pos)] = total
             if layer.gate:
                 average = window.reshape(hidden, -1).mean(dim=1)  # (C,)
-                residuals[(b, slice(None), *pos)] = layer.res_proj.weight @ average + layer.res_proj.bias
+                residuals[(b, slice(None), *pos)] = (
+                    layer.res_proj.weight @ average + layer.res_proj.bias
+                )
     if layer.gate:
         states = states * _silu(residuals) + residuals
     out = torch.einsum("on,bn...->bo...", layer.out_proj.weight, states)
@@ -134,7 +158,11 @@ def oracle_forward(layer: S3KConvNd, x: torch.Tensor) -> torch.Tensor:
 
 
 def _window_state(
-    layer: S3KConvNd, window: torch.Tensor, lam_bar: torch.Tensor, b_scale: torch.Tensor, channel: int
+    layer: S3KConvNd,
+    window: torch.Tensor,
+    lam_bar: torch.Tensor,
+    b_scale: torch.Tensor,
+    channel: int,
 ) -> torch.Tensor:
     """Last state (N,) for one channel's window (K_1..K_d): recurrence along the last axis,
     then along the one before, ... with B^(i)[k_i, n] from the window's other axes."""

@@ -36,7 +36,9 @@ def _ssm(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return lam, dt
 
 
-def _loop_last_state(lam: torch.Tensor, dt: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _loop_last_state(
+    lam: torch.Tensor, dt: torch.Tensor, b: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
     """h_k = exp(lam dt) h_{k-1} + (exp(lam dt) - 1)/lam * b_k * x_k from h_{-1} = 0, written
     out with plain exp (the library uses expm1)."""
     state = torch.zeros(*x.shape[:-1], lam.shape[0], dtype=x.dtype)
@@ -251,7 +253,7 @@ def per_axis_kernels(draw: st.DrawFn, ndims: tuple[int, ...] = (1, 2, 3, 4)):
 @settings(max_examples=40, deadline=None)
 @given(case=per_axis_kernels())
 def test_materialised_kernel_is_the_outer_product_of_axis_kernels(case) -> None:
-    windows, kernels = case
+    _, kernels = case
     d = len(kernels)
     letters = string.ascii_lowercase[:d]
     p = max(k.shape[0] for k in kernels)
@@ -261,7 +263,7 @@ def test_materialised_kernel_is_the_outer_product_of_axis_kernels(case) -> None:
     torch.testing.assert_close(full.expand_as(explicit), explicit, rtol=1e-13, atol=1e-14)
     # Entry by entry on one window and state, as a product of scalars.
     index = tuple(k.shape[2] - 1 for k in kernels)
-    product = math.prod(k[-1, -1, i].item() for k, i in zip(kernels, index))
+    product = math.prod(k[-1, -1, i].item() for k, i in zip(kernels, index, strict=True))
     assert full[-1, -1][index].item() == pytest.approx(product, rel=1e-12, abs=1e-14)
 
 
