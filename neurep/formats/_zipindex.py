@@ -108,13 +108,11 @@ def _find_central_directory(source: ByteSource) -> tuple[int, int, int, int]:
     tail = source.read(tail_start, tail_size)
     position = tail.rfind(_EOCD_SIG)
     while position >= 0:
-        comment_length = (
-            struct.unpack_from("<H", tail, position + 20)[0]
-            if (position + _EOCD.size <= len(tail))
-            else -1
-        )
-        if position + _EOCD.size + comment_length == len(tail):
-            break
+        record_fits = position + _EOCD.size <= len(tail)
+        if record_fits:
+            comment_length = struct.unpack_from("<H", tail, position + 20)[0]
+            if position + _EOCD.size + comment_length == len(tail):
+                break
         position = tail.rfind(_EOCD_SIG, 0, position)
     if position < 0:
         raise FormatError(

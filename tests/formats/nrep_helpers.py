@@ -6,6 +6,7 @@ import copy
 import hashlib
 import io
 import json
+import struct
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -123,3 +124,82 @@ def works_or_format_error(data: bytes) -> bool:
         assert str(error).startswith("<bytes>")
         return False
     return True
+
+
+def zip_layout(data: bytes) -> tuple[int, int, int]:
+    """(central directory offset, its size, end record offset) of a plain (non-ZIP64) ZIP."""
+    eocd = data.rindex(b"PK\x05\x06")
+    cd_size, cd_offset = struct.unpack_from("<II", data, eocd + 12)
+    return cd_offset, cd_size, eocd
+
+
+def central_entry(
+    name: str, *, crc: int, size: int, offset: int, method: int = 0, compressed: int | None = None
+) -> bytes:
+    """A hand-made central directory entry (for archives zipfile refuses to write)."""
+    encoded = name.encode()
+    return (
+        struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            b"PK\x01\x02",
+            20,
+            20,
+            0,
+            method,
+            0,
+            0x21,
+            crc,
+            size if compressed is None else compressed,
+            size,
+            len(encoded),
+            0,
+            0,
+            0,
+            0,
+            0,
+            offset,
+        )
+        + encoded
+    )
+
+
+def with_central_entries(data: bytes, extra: list[bytes]) -> bytes:
+    """``data`` with ``extra`` central directory entries appended (end record updated)."""
+    cd_offset, cd_size, eocd = zip_layout(data)
+    count = struct.unpack_from("<H", data, eocd + 10)[0] + len(extra)
+    directory = data[cd_offset : cd_offset + cd_size] + b"".join(extra)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count, count, len(directory), cd_offset, 0)
+    return data[:cd_offset] + directory + end
+
+
+def local_header(name: str, *, crc: int, size: int) -> bytes:
+    encoded = name.encode()
+    return (
+        struct.pack(
+            "<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, size, size, len(encoded), 0
+        )
+        + encoded
+    )
+
+
+def patch_central(data: bytes, member: str, **fields: int) -> bytes:
+    """Overwrite fields (crc, compressed, size, offset, method) of ``member``'s central entry."""
+    layout = {
+        "method": (10, "<H"),
+        "crc": (16, "<I"),
+        "compressed": (20, "<I"),
+        "size": (24, "<I"),
+        "offset": (42, "<I"),
+    }
+    buffer = bytearray(data)
+    cd_offset, _, _ = zip_layout(data)
+    position = cd_offset
+    while True:
+        name_len, extra_len, comment_len = struct.unpack_from("<HHH", buffer, position + 28)
+        name = bytes(buffer[position + 46 : position + 46 + name_len]).decode()
+        if name == member:
+            for field, value in fields.items():
+                offset, fmt = layout[field]
+                struct.pack_into(fmt, buffer, position + offset, value)
+            return bytes(buffer)
+        position += 46 + name_len + extra_len + comment_len
