@@ -201,6 +201,7 @@ def layer_configs(
     adaptive_b: bool | None = None,
     gate: bool | None = None,
     chunked: bool | None = None,
+    max_padding: int = 1,
 ) -> LayerConfig:
     """Random layer + input geometry: strides below, equal to and above the window, padding,
     batch and channel counts, state sizes, adaptive or fixed B, gate, chunking."""
@@ -211,7 +212,7 @@ def layer_configs(
     for _ in range(ndim):
         k = draw(st.integers(1, max_kernel))
         s = draw(st.integers(1, k + 1))
-        p = draw(st.integers(0, 1))
+        p = draw(st.integers(0, max_padding))
         outputs = draw(st.integers(1, max_out))
         extra = draw(st.integers(0, s - 1))
         size = (outputs - 1) * s + k + extra - 2 * p
