@@ -86,9 +86,15 @@ class ModalityAdapter(abc.ABC):
         return None
 
     @property
+    def value_range(self) -> tuple[float, float]:
+        """``(low, high)`` in original units: the values the signal's 0 and 1 stand for."""
+        raise NotImplementedError(f"{type(self).__name__} does not define value_range")
+
+    @property
     def data_range(self) -> float:
-        """Width of the value range PSNR is measured against, in original units."""
-        raise NotImplementedError(f"{type(self).__name__} does not define data_range")
+        """``high - low`` of :attr:`value_range`: what PSNR and MS-SSIM are measured against."""
+        low, high = self.value_range
+        return float(high) - float(low)
 
     def as_array(self, obj: Any) -> np.ndarray:
         """An object of this adapter's kinds (original or decoded) as ``(B, C, *spatial)``
@@ -112,14 +118,14 @@ class ModalityAdapter(abc.ABC):
             raise ValueError(
                 f"decoded shape {test.shape} differs from the original's {reference.shape}"
             )
-        data_range = self.data_range if self.data_range > 0 else 1.0
+        data_range = self.data_range if self.data_range > 0 else 1.0  # constant datum
         result: dict[str, float | None] = {
             "psnr": metrics.psnr(reference, test, data_range),
             "ms_ssim": None,
         }
         if self.spatial_ndim == 2 and min(reference.shape[-2:]) >= metrics.MIN_SSIM_SIDE:
-            offset = reference.min()  # SSIM's luminance term expects non-negative values
-            result["ms_ssim"] = metrics.ms_ssim(reference - offset, test - offset, data_range)
+            low = float(self.value_range[0])  # SSIM expects values in [0, data_range]
+            result["ms_ssim"] = metrics.ms_ssim(reference - low, test - low, data_range)
         return result
 
 

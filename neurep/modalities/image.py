@@ -204,9 +204,9 @@ class ImageAdapter(ModalityAdapter):
         return height * width
 
     @property
-    def data_range(self) -> float:
+    def value_range(self) -> tuple[float, float]:
         low, high = self.configuration.value_range
-        return float(high) - float(low)
+        return float(low), float(high)
 
     def as_array(self, obj: Any) -> np.ndarray:
         """``obj`` as ``(1, C, H, W)`` float64 in original units."""

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from neurep import metrics
 from neurep.errors import InputError
 from neurep.modalities import ImageAdapter, adapter_from_config, resolve
 
@@ -330,3 +331,13 @@ def test_random_numpy_images_round_trip(height, width, channels, dtype, seed):
     else:
         span = float(pixels.max() - pixels.min())
         np.testing.assert_allclose(decoded, pixels, rtol=0, atol=1e-6 * span + 1e-12)
+
+
+def test_quality_ms_ssim_is_the_standard_one_on_raw_8_bit_values():
+    original = RNG.integers(40, 200, (170, 172, 3), dtype=np.uint8)  # min above zero on purpose
+    noise = RNG.integers(-20, 21, original.shape)
+    decoded = np.clip(original.astype(int) + noise, 0, 255).astype(np.uint8)
+    adapter, _ = ImageAdapter.from_object(original)
+    expected = metrics.ms_ssim(original.transpose(2, 0, 1), decoded.transpose(2, 0, 1), 255)
+    assert adapter.quality(original, decoded)["ms_ssim"] == pytest.approx(expected)
+    assert metrics.ms_ssim_method(170, 172) == "ms-ssim"
