@@ -29,6 +29,7 @@ from pytorch_msssim import ms_ssim
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "kodak"
+DEFAULT_ANCHORS = REPO_ROOT.parent / "shared" / "anchors" / "kodak_rd_reference.json"
 DEFAULT_BPP = (0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 4.0)
 
 
@@ -215,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--bpp", default=",".join(map(str, DEFAULT_BPP)), help="comma-separated")
     ap.add_argument("--codecs", default="jpeg,webp", help="comma-separated: jpeg, webp")
     ap.add_argument("--out", default=None, help="also write the JSON to this file")
+    ap.add_argument("--png", default=None, help="also plot the curves over the anchors here")
+    ap.add_argument("--anchors", default=str(DEFAULT_ANCHORS), help="published curves JSON")
     args = ap.parse_args(argv)
     paths = list_images(args.data, args.images)
     out = run(paths, parse_codecs(args.codecs, tuple(CODECS)), parse_floats(args.bpp))
@@ -223,6 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
+    if args.png:
+        try:
+            from benchmarks import plotting
+        except ImportError:
+            import plotting  # type: ignore[no-redef]
+        title = f"{Path(args.data).name}: {len(paths)} images, Pillow codecs at target bytes"
+        plotting.plot_rd(out, args.anchors, args.png, title)
     return 0
 
 
