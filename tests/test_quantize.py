@@ -237,6 +237,19 @@ def test_small_tensors_stay_float16_and_large_values_float32():
     assert torch.equal(out["bias"], sd["bias"]) and torch.equal(out["big"], sd["big"])
 
 
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_tied_weights_are_stored_as_copies(precision):
+    w = torch.randn(4, 8)
+    sd = {"enc.weight": w, "dec.weight": w, "bias": torch.zeros(4), "n": torch.tensor(1)}
+    stored, q = quantize_tensors(sd, precision)
+    assert len(safetensors.torch.save(stored)) == stored_nbytes(stored)  # no shared memory
+    before = dequantize_tensors(stored, q)
+    w.add_(1.0)
+    sd["n"].add_(1)
+    after = dequantize_tensors(stored, q)
+    assert torch.equal(after["dec.weight"], before["dec.weight"]) and after["n"].item() == 1
+
+
 def test_integer_buffers_come_back_unchanged():
     sd = {"count": torch.tensor([3, 4], dtype=torch.int64)}
     stored, q = quantize_tensors(sd, "int8")

@@ -243,7 +243,7 @@ def quantize_tensors(
         entry["stored"] = name
         if not t.is_floating_point():
             entry.update(method="raw", stored_dtype=entry["dtype"])
-            stored[name] = t.contiguous()
+            stored[name] = t.clone(memory_format=torch.contiguous_format)
             entries[name] = entry
             continue
         x = t.to(torch.float32)
@@ -254,7 +254,9 @@ def quantize_tensors(
             if target == "float16" and _absmax(x) > _FP16_MAX:
                 target = "float32"  # float16 would overflow to inf
             entry.update(method="cast", stored_dtype=target)
-            stored[name] = x.to(_FLOAT_DTYPES[target]).contiguous()
+            # clone: never alias the caller's tensors (tied weights would share memory, which
+            # safetensors refuses, and later training would change what is stored)
+            stored[name] = x.to(_FLOAT_DTYPES[target]).clone(memory_format=torch.contiguous_format)
             entries[name] = entry
             continue
         codes, scale, offset, used = _quantize_rows(x.numpy(), bits, granularity, 0, 8.0)
