@@ -185,8 +185,9 @@ def test_permissions_of_an_existing_file_are_kept_and_new_files_follow_the_umask
 
 _WRITER_SCRIPT = textwrap.dedent(
     """
-    import sys, time
-    import numpy as np, torch
+    import os, sys, time
+    import torch
+    torch.set_num_threads(1)  # no thread pool, so forking below is safe
     sys.path.insert(0, sys.argv[2])
     from nrep_helpers import small_inputs
     from neurep.formats import write_nrep
@@ -196,40 +197,56 @@ _WRITER_SCRIPT = textwrap.dedent(
     started = time.perf_counter()
     write_nrep(sys.argv[3], metadata=metadata, arrays=arrays, tensors=tensors)  # warm up
     print(time.perf_counter() - started, flush=True)
-    while True:
-        write_nrep(sys.argv[1], metadata=metadata, arrays=arrays, tensors=tensors)
+    for _ in sys.stdin:  # one writer process per request, killed by the test
+        pid = os.fork()
+        if pid == 0:
+            try:
+                while True:
+                    write_nrep(sys.argv[1], metadata=metadata, arrays=arrays, tensors=tensors)
+            finally:
+                os._exit(1)
+        print(pid, flush=True)
+        os.waitpid(pid, 0)
+        print("reaped", flush=True)
     """
 )
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and SIGKILL")
 def test_sigkill_at_any_moment_leaves_the_old_or_the_new_complete_file(tmp_path):
     path, old = _old_file(tmp_path)
     helpers = os.path.dirname(__file__)
     warm = tmp_path.parent / f"{tmp_path.name}-warm.nrep"
+    server = subprocess.Popen(
+        [sys.executable, "-c", _WRITER_SCRIPT, str(path), helpers, str(warm)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     seen = set()
-    for fraction in (0.3, 0.7, 1.2, 2.2):  # of one write's duration
-        child = subprocess.Popen(
-            [sys.executable, "-c", _WRITER_SCRIPT, str(path), helpers, str(warm)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            one_write = float(child.stdout.readline())
+    try:
+        one_write = float(server.stdout.readline())
+        for fraction in (0.1, 0.3, 0.5, 0.7, 0.9, 1.2, 1.6, 2.5):  # of one write's duration
+            server.stdin.write("go\n")
+            server.stdin.flush()
+            writer = int(server.stdout.readline())
             time.sleep(fraction * one_write)
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-        with open_nrep(path) as reader:
-            marker = reader.metadata["fit"]["marker"]
-            tensors = reader.read_tensors()  # complete: checksum and header verified
-        assert marker in {"old", "new"}
-        if marker == "new":
-            assert tensors["big"].shape == (6_000_000,)
-        else:
-            assert path.read_bytes() == old
-        seen.add(marker)
-        strays = [p for p in tmp_path.iterdir() if p.name != "x.nrep"]
-        assert all(p.name.startswith(".x.nrep.") and p.name.endswith(".tmp") for p in strays)
+            os.kill(writer, signal.SIGKILL)
+            assert server.stdout.readline().strip() == "reaped"
+            with open_nrep(path) as reader:
+                marker = reader.metadata["fit"]["marker"]
+                tensors = reader.read_tensors()  # complete: checksum and header verified
+            assert marker in {"old", "new"}
+            if marker == "new":
+                assert tensors["big"].shape == (6_000_000,)
+            else:
+                assert path.read_bytes() == old
+            seen.add(marker)
+            strays = [p for p in tmp_path.iterdir() if p.name != "x.nrep"]
+            assert all(p.name.startswith(".x.nrep.") and p.name.endswith(".tmp") for p in strays)
+    finally:
+        server.kill()
+        server.wait()
     # stray temporaries (if any) never disturb later writes or reads
     _write(path)
     exercise(str(path))
