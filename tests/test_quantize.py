@@ -39,9 +39,10 @@ def _channel_scales(stored: dict, entry: dict) -> np.ndarray:
     """Per-element scale of an affine entry, broadcastable to the tensor's shape."""
     p = entry["params"]
     scale = stored[PARAMS_TENSOR].numpy()[p["start"] : p["start"] + p["channels"]]
-    if entry["granularity"] == "tensor":
-        return scale.reshape((1,) * len(entry["shape"]))
-    return scale.reshape((-1,) + (1,) * (len(entry["shape"]) - 1))
+    shape = [1] * len(entry["shape"])
+    if entry["granularity"] == "channel":
+        shape[entry["axis"]] = -1
+    return scale.reshape(shape)
 
 
 def _sse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -169,9 +170,32 @@ def test_auto_picks_channel_only_when_it_is_more_accurate(x, log_gain, precision
         stored, q = quantize_tensors({"w": t}, precision, granularity=g, min_numel=1)
         results[g] = (q["tensors"]["w"]["granularity"], _sse(dequantize_tensors(stored, q)["w"], t))
     chosen, sse_auto = results["auto"]
-    assert sse_auto == results[chosen][1]
+    assert sse_auto <= results["tensor"][1]  # auto is never worse than per-tensor
     if chosen == "channel":
         assert sse_auto < results["tensor"][1]
+        _, q = quantize_tensors({"w": t}, precision, min_numel=1)
+        if q["tensors"]["w"]["axis"] == 0:
+            assert sse_auto == results["channel"][1]
+    else:
+        assert sse_auto == results["tensor"][1]
+
+
+def test_auto_finds_the_output_channels_of_a_conv_transpose_weight():
+    # ConvTranspose weights are (in, out, kh, kw): the output channels are axis 1.
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(32, 48, 3, 3, generator=g) * torch.logspace(-3, 0, 48).reshape(1, 48, 1, 1)
+    stored, q = quantize_tensors({"w": w}, "int6")
+    entry = q["tensors"]["w"]
+    assert entry["granularity"] == "channel" and entry["axis"] == 1
+    assert entry["params"]["channels"] == 48
+    back = dequantize_tensors(stored, _roundtrip_json(q))["w"]
+    scale = stored[PARAMS_TENSOR][:48].reshape(1, 48, 1, 1)
+    assert torch.all((back - w).abs() <= scale / 2 * (1 + 1e-6) + 1e-7)
+
+
+def test_channel_granularity_falls_back_to_per_tensor_for_vectors():
+    _, q = quantize_tensors({"b": torch.randn(80)}, "int8", granularity="channel")
+    assert q["tensors"]["b"]["granularity"] == "tensor"
 
 
 def test_auto_picks_channel_for_channels_of_very_different_ranges():

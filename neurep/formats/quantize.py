@@ -17,15 +17,17 @@ Precisions
 ``float32`` / ``float16`` / ``bfloat16``: a plain cast (``method: "cast"``).
 ``int8`` .. ``int4``: asymmetric affine codes ``x ≈ offset + scale * code``, ``code`` in
 ``[0, 2**bits - 1]`` (``method: "affine"``), either one ``(scale, offset)`` per tensor or one
-per output channel (axis 0).
+per channel along axis 0 or 1 (output channels are axis 0 of a ``Conv`` weight but axis 1 of a
+``ConvTranspose`` weight, so ``"auto"`` tries both).
 
 Decisions (see also docs of each function)
 ------------------------------------------
 * **Rounding of the parameters.** ``offset`` is rounded *down* and ``scale`` *up* to float32, so
   ``[offset, offset + scale * levels]`` always covers the data and every element's error is at
   most ``scale / 2`` (plus one float32 rounding of the result).
-* **Granularity ``"auto"``** keeps, per tensor, the one with the smaller squared error once the
-  bytes of the extra per-channel parameters are charged for. Under the high-rate model of a
+* **Granularity ``"auto"``** keeps, per tensor, the candidate (per-tensor, per-channel along
+  axis 0, along axis 1) with the smallest squared error once the bytes of the extra
+  per-channel parameters are charged for. Under the high-rate model of a
   uniform quantiser (MSE ∝ 2**(-2 R)), ``extra`` bytes spread over ``n`` elements would have
   bought ``8 * extra / n`` more bits per element, i.e. a factor ``2**(16 * extra / n)`` less
   error. Per-channel is chosen when ``sse_channel * 2**(16 * extra / n) < sse_tensor``: it is
@@ -152,34 +154,35 @@ def _affine(rows: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return codes, scale, offset, float(np.dot(err.ravel(), err.ravel()))
 
 
-def _choose_channel(sse_tensor: float, sse_channel: float, extra_bytes: int, numel: int) -> bool:
-    """The ``"auto"`` rule: per-channel wins if its error, charged for its extra bytes, is lower."""
-    penalty = 2.0 ** (16.0 * extra_bytes / numel)  # error the extra bytes would buy elsewhere
-    return sse_channel * penalty < sse_tensor
-
-
 def _quantize_rows(
-    x: np.ndarray, bits: int, granularity: str, axis: int, extra_bytes_per_channel: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """x (...) float32 -> codes (same shape) uint8, scale (C,), offset (C,), granularity used.
+    x: np.ndarray, bits: int, granularity: str, axes: tuple[int, ...], extra_per_channel: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, int]:
+    """x (...) float32 -> codes (same shape) uint8, scale (C,), offset (C,), granularity, axis.
 
-    C is 1 for ``"tensor"`` and ``x.shape[axis]`` for ``"channel"``.
+    C is 1 for ``"tensor"`` and ``x.shape[axis]`` for ``"channel"``. ``"channel"`` uses
+    ``axes[0]``; ``"auto"`` tries per-tensor and per-channel along each of ``axes`` and keeps
+    the smallest error once each candidate's extra parameter bytes are charged for. Axes of
+    length 1 (and 0-d/1-d arrays) fall back to per-tensor.
     """
-    flat = x.reshape(1, -1)  # (1, n)
-    can_channel = x.ndim >= 2 and x.shape[axis] > 1
-    if granularity == "channel" and not can_channel:
-        raise ValueError(f"per-channel quantisation needs >= 2 dims and > 1 channel, got {x.shape}")
-    codes, scale, offset, sse = _affine(flat, bits)
-    if granularity == "tensor" or not can_channel:
-        return codes.reshape(x.shape), scale, offset, "tensor"
-    moved = np.moveaxis(x, axis, 0)  # (C, ...)
-    rows = moved.reshape(moved.shape[0], -1)  # (C, M)
-    c_codes, c_scale, c_offset, c_sse = _affine(rows, bits)
-    extra = round(extra_bytes_per_channel * (rows.shape[0] - 1))
-    if granularity == "auto" and not _choose_channel(sse, c_sse, extra, x.size):
-        return codes.reshape(x.shape), scale, offset, "tensor"
-    c_codes = np.moveaxis(c_codes.reshape(moved.shape), 0, axis)
-    return np.ascontiguousarray(c_codes), c_scale, c_offset, "channel"
+    codes, scale, offset, sse = _affine(x.reshape(1, -1), bits)  # (1, n)
+    best = (codes.reshape(x.shape), scale, offset, "tensor", 0)
+    if granularity == "tensor" or x.ndim < 2:
+        return best
+    best_cost = sse
+    for axis in axes[:1] if granularity == "channel" else axes:
+        if axis >= x.ndim or x.shape[axis] < 2:
+            continue
+        moved = np.moveaxis(x, axis, 0)  # (C, ...)
+        rows = moved.reshape(moved.shape[0], -1)  # (C, M)
+        c_codes, c_scale, c_offset, c_sse = _affine(rows, bits)
+        extra = round(extra_per_channel * (rows.shape[0] - 1))
+        # The "auto" rule (module docstring): ``extra`` bytes would have bought 8 * extra / n more
+        # bits per element elsewhere, i.e. 2 ** (16 * extra / n) times less squared error.
+        cost = c_sse * 2.0 ** (16.0 * extra / x.size)
+        if granularity == "channel" or cost < best_cost:
+            c_codes = np.ascontiguousarray(np.moveaxis(c_codes.reshape(moved.shape), 0, axis))
+            best, best_cost = (c_codes, c_scale, c_offset, "channel", axis), cost
+    return best
 
 
 def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -214,9 +217,10 @@ def quantize_tensors(
 
     tensors: name -> tensor of any shape (floating, or integer buffers kept as they are).
     precision: one of :data:`PRECISIONS`.
-    granularity: ``"auto"`` (per tensor, the smaller error counting parameter bytes),
-        ``"tensor"`` or ``"channel"`` (axis 0; tensors with < 2 dims or 1 channel fall back to
-        per-tensor). Ignored for float precisions.
+    granularity: ``"auto"`` (per tensor, the smallest error of per-tensor, per-channel along
+        axis 0 and along axis 1, counting parameter bytes), ``"tensor"`` or ``"channel"``
+        (axis 0; tensors with < 2 dims or 1 channel fall back to per-tensor). Ignored for
+        float precisions.
     min_numel: floating tensors with fewer elements stay float16 under integer precisions.
 
     Returns ``(stored, qinfo)``: ``stored`` name -> contiguous CPU tensor of a dtype safetensors
@@ -259,13 +263,13 @@ def quantize_tensors(
             stored[name] = x.to(_FLOAT_DTYPES[target]).clone(memory_format=torch.contiguous_format)
             entries[name] = entry
             continue
-        codes, scale, offset, used = _quantize_rows(x.numpy(), bits, granularity, 0, 8.0)
+        codes, scale, offset, used, axis = _quantize_rows(x.numpy(), bits, granularity, (0, 1), 8)
         packed = bits < 8
         flat = _pack(codes.reshape(-1), bits) if packed else codes
         stored[name] = torch.from_numpy(np.ascontiguousarray(flat))
         entry.update(method="affine", bits=bits, granularity=used, packed=packed)
         if used == "channel":
-            entry["axis"] = 0
+            entry["axis"] = axis
         entry["params"] = {"tensor": PARAMS_TENSOR, "start": n_params, "channels": int(scale.size)}
         params += [scale, offset]
         n_params += 2 * scale.size
@@ -433,7 +437,7 @@ def quantize_array(
         scale, offset = np.zeros(1, np.float32), np.zeros(1, np.float32)
     else:  # one more (scale, offset) pair costs about 40 bytes of JSON
         axis = _axis(axis, x.ndim)
-        codes, scale, offset, used = _quantize_rows(x32, bits, granularity, axis, 40.0)
+        codes, scale, offset, used, axis = _quantize_rows(x32, bits, granularity, (axis,), 40)
     qinfo.update(method="affine", bits=bits, granularity=used, stored_dtype="uint8")
     if used == "channel":
         qinfo["axis"] = axis
@@ -498,7 +502,7 @@ def _values(
     """codes (n,) in C order of ``shape`` -> float32 values of ``shape``."""
     if scale.size == 1:
         return _affine_values(codes.reshape(1, -1), scale, offset).reshape(shape)
-    moved = tuple(np.moveaxis(np.empty(shape, dtype=np.bool_), axis, 0).shape)
+    moved = (shape[axis], *shape[:axis], *shape[axis + 1 :])
     rows = np.moveaxis(codes.reshape(shape), axis, 0).reshape(shape[axis], -1)  # (C, M)
     v = _affine_values(rows, scale, offset).reshape(moved)
     return np.ascontiguousarray(np.moveaxis(v, 0, axis))
