@@ -48,7 +48,7 @@ MUTANTS = [
     Mutant(
         "euler-b-bar",
         "ZOH exactness",
-        "B_bar = dt*B (Euler) instead of (exp(lam dt)-1)/lam*B, in kernel and recurrence",
+        "zoh_discretise returns B_bar scale dt (Euler) instead of (exp(lam dt)-1)/lam",
         "neurep/nn/functional.py",
         "    lam_dt = lam * dt  # (N,)\n    return torch.exp(lam_dt), torch.expm1(lam_dt) / lam",
         "    lam_dt = lam * dt  # (N,)\n    return torch.exp(lam_dt), dt",
