@@ -37,8 +37,9 @@ arrays32 = hnp.arrays(np.float32, shapes, elements=finite32)
 
 def _channel_scales(stored: dict, entry: dict) -> np.ndarray:
     """Per-element scale of an affine entry, broadcastable to the tensor's shape."""
-    p = entry["params"]
-    scale = stored[PARAMS_TENSOR].numpy()[p["start"] : p["start"] + p["channels"]]
+    start = entry["params"]
+    c = entry["shape"][entry["axis"]] if entry["granularity"] == "channel" else 1
+    scale = stored[PARAMS_TENSOR].numpy()[start : start + c]
     shape = [1] * len(entry["shape"])
     if entry["granularity"] == "channel":
         shape[entry["axis"]] = -1
@@ -62,7 +63,9 @@ def _roundtrip_json(q: dict) -> dict:
 @given(x=arrays32, precision=st.sampled_from(INT_PRECISIONS), g=st.sampled_from(["tensor", "auto"]))
 def test_int_codes_error_at_most_half_a_step(x, precision, g):
     t = torch.from_numpy(x)
-    stored, q = quantize_tensors({"w": t}, precision, granularity=g, min_numel=1)
+    stored, q = quantize_tensors(
+        {"w": t}, precision, granularity=g, min_numel=1, keep_vectors=False
+    )
     entry = q["tensors"]["w"]
     assert entry["method"] == "affine" and entry["bits"] == int(precision[3:])
     back = dequantize_tensors(stored, q)["w"].numpy()
@@ -79,9 +82,11 @@ def test_per_channel_codes_error_at_most_half_their_step(x, precision):
         (3,) + (1,) * x.ndim
     )
     w = {"w": torch.from_numpy(x)}
-    stored, q = quantize_tensors(w, precision, granularity="channel", min_numel=1)
+    stored, q = quantize_tensors(
+        w, precision, granularity="channel", min_numel=1, keep_vectors=False
+    )
     entry = q["tensors"]["w"]
-    assert entry["granularity"] == "channel" and entry["params"]["channels"] == 3
+    assert entry["granularity"] == "channel" and entry["axis"] == 0
     back = dequantize_tensors(stored, q)["w"].numpy().astype(np.float64)
     scale = _channel_scales(stored, entry).astype(np.float64)
     ulp = 2.0 * np.finfo(np.float32).eps * np.abs(x.astype(np.float64))
@@ -92,7 +97,9 @@ def test_per_channel_codes_error_at_most_half_their_step(x, precision):
 @given(x=arrays32, precision=st.sampled_from(INT_PRECISIONS))
 def test_scale_and_offset_cover_the_data_exactly(x, precision):
     # offset rounds down and scale up, so no value is clamped beyond half a step.
-    stored, q = quantize_tensors({"w": torch.from_numpy(x)}, precision, min_numel=1)
+    stored, q = quantize_tensors(
+        {"w": torch.from_numpy(x)}, precision, min_numel=1, keep_vectors=False
+    )
     entry = q["tensors"]["w"]
     levels = 2 ** entry["bits"] - 1
     scale = _channel_scales(stored, entry).astype(np.float64)
@@ -167,13 +174,15 @@ def test_auto_picks_channel_only_when_it_is_more_accurate(x, log_gain, precision
     t = torch.from_numpy((x * gain).astype(np.float32))
     results = {}
     for g in ("tensor", "channel", "auto"):
-        stored, q = quantize_tensors({"w": t}, precision, granularity=g, min_numel=1)
+        stored, q = quantize_tensors(
+            {"w": t}, precision, granularity=g, min_numel=1, keep_vectors=False
+        )
         results[g] = (q["tensors"]["w"]["granularity"], _sse(dequantize_tensors(stored, q)["w"], t))
     chosen, sse_auto = results["auto"]
     assert sse_auto <= results["tensor"][1]  # auto is never worse than per-tensor
     if chosen == "channel":
         assert sse_auto < results["tensor"][1]
-        _, q = quantize_tensors({"w": t}, precision, min_numel=1)
+        _, q = quantize_tensors({"w": t}, precision, min_numel=1, keep_vectors=False)
         if q["tensors"]["w"]["axis"] == 0:
             assert sse_auto == results["channel"][1]
     else:
@@ -187,14 +196,16 @@ def test_auto_finds_the_output_channels_of_a_conv_transpose_weight():
     stored, q = quantize_tensors({"w": w}, "int6")
     entry = q["tensors"]["w"]
     assert entry["granularity"] == "channel" and entry["axis"] == 1
-    assert entry["params"]["channels"] == 48
+    assert stored[PARAMS_TENSOR].shape == (2 * 48,)
     back = dequantize_tensors(stored, _roundtrip_json(q))["w"]
     scale = stored[PARAMS_TENSOR][:48].reshape(1, 48, 1, 1)
     assert torch.all((back - w).abs() <= scale / 2 * (1 + 1e-6) + 1e-7)
 
 
 def test_channel_granularity_falls_back_to_per_tensor_for_vectors():
-    _, q = quantize_tensors({"b": torch.randn(80)}, "int8", granularity="channel")
+    _, q = quantize_tensors(
+        {"b": torch.randn(80)}, "int8", granularity="channel", keep_vectors=False
+    )
     assert q["tensors"]["b"]["granularity"] == "tensor"
 
 
@@ -251,6 +262,14 @@ def test_plain_safetensors_reads_what_is_stored(precision, tmp_path):
         assert a[name].dtype == (torch.float32 if sd[name].is_floating_point() else sd[name].dtype)
     if precision != "bfloat16":  # numpy has no bfloat16; everything else is readable without torch
         assert safetensors.numpy.load_file(path).keys() == stored.keys()
+
+
+def test_vectors_stay_float16_unless_asked():
+    sd = {"bias": torch.randn(256), "w": torch.randn(16, 16)}
+    stored, q = quantize_tensors(sd, "int6")
+    assert stored["bias"].dtype == torch.float16 and q["tensors"]["w"]["method"] == "affine"
+    _, q = quantize_tensors(sd, "int6", keep_vectors=False)
+    assert q["tensors"]["bias"]["method"] == "affine"
 
 
 def test_small_tensors_stay_float16_and_large_values_float32():
@@ -391,7 +410,10 @@ def _int6_case():
         lambda s, q: q["tensors"]["dec.0.weight"].update(shape=[2**62, 2**62]),
         lambda s, q: q["tensors"]["dec.0.weight"].update(stored="nope"),
         lambda s, q: q["tensors"]["dec.0.weight"].update(granularity="channel", axis=3),
-        lambda s, q: q["tensors"]["dec.0.weight"]["params"].update(start=1),
+        lambda s, q: q["tensors"]["dec.0.weight"].update(
+            params=q["tensors"]["dec.0.weight"]["params"] + 1
+        ),
+        lambda s, q: q.update(params_tensor="dec.0.bias"),
         lambda s, q: q["tensors"]["dec.0.bias"].update(stored_dtype="int8"),
         lambda s, q: q["tensors"].pop("dec.0.bias"),
         lambda s, q: q.update(version=2),

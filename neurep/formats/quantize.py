@@ -39,10 +39,12 @@ Decisions (see also docs of each function)
   ``(8 - bits) / 8`` of the code bytes (50 % at int4). The price is that a plain safetensors
   reader sees a flat byte tensor instead of the original shape for those precisions; int8
   codes keep the original shape.
-* **Small tensors.** Tensors with fewer than ``min_numel`` (default 64) elements (biases,
-  norm gains) are kept as float16 (float32 when a value does not fit float16) under an integer
-  precision. For them the float32 parameters plus a header entry cost more than the codes
-  save, and they are often the most sensitive parameters.
+* **Small tensors and vectors.** Under an integer precision, tensors with fewer than
+  ``min_numel`` (default 64) elements and, unless ``keep_vectors=False``, all tensors of < 2
+  dims (biases, norm gains) are kept as float16 (float32 when a value does not fit float16).
+  For tiny tensors the parameters plus the header entry cost more than the codes save;
+  vectors are O(C) next to O(C^2 k^2) weights (on the 140k-parameter Kodak decoder, int4
+  biases would save ~0.5 kB of 74 kB) and are the parameters quantisation hurts most.
 * **One parameter tensor.** All scales and offsets live in one float32 tensor
   ``"__qparams__"``, each entry pointing at its slice: every extra safetensors header entry
   costs ~90 bytes, which matters at 0.1 bpp (a 768x512 image then has ~4.9 kB in total).
@@ -212,6 +214,7 @@ def quantize_tensors(
     *,
     granularity: str = "auto",
     min_numel: int = MIN_QUANT_NUMEL,
+    keep_vectors: bool = True,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Quantise a state dict for ``weights.safetensors``.
 
@@ -222,6 +225,7 @@ def quantize_tensors(
         (axis 0; tensors with < 2 dims or 1 channel fall back to per-tensor). Ignored for
         float precisions.
     min_numel: floating tensors with fewer elements stay float16 under integer precisions.
+    keep_vectors: floating tensors with < 2 dims (biases, norms) stay float16 too.
 
     Returns ``(stored, qinfo)``: ``stored`` name -> contiguous CPU tensor of a dtype safetensors
     writes (uint8 codes, float16/bfloat16/float32, the ``"__qparams__"`` float32 vector);
@@ -253,7 +257,8 @@ def quantize_tensors(
         x = t.to(torch.float32)
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"tensor {name!r} has non-finite values (or values beyond float32)")
-        if bits is None or x.numel() < max(min_numel, 1):
+        small = x.numel() < max(min_numel, 1) or (keep_vectors and x.dim() < 2)
+        if bits is None or small:
             target = precision if bits is None else "float16"
             if target == "float16" and _absmax(x) > _FP16_MAX:
                 target = "float32"  # float16 would overflow to inf
@@ -270,13 +275,16 @@ def quantize_tensors(
         entry.update(method="affine", bits=bits, granularity=used, packed=packed)
         if used == "channel":
             entry["axis"] = axis
-        entry["params"] = {"tensor": PARAMS_TENSOR, "start": n_params, "channels": int(scale.size)}
+        entry["params"] = n_params  # scales at [n_params, +C), offsets at [+C, +2C)
         params += [scale, offset]
         n_params += 2 * scale.size
         entries[name] = entry
     if params:
         stored[PARAMS_TENSOR] = torch.from_numpy(np.concatenate(params).astype(np.float32))
-    qinfo = {"version": QINFO_VERSION, "precision": precision, "tensors": entries}
+    qinfo: dict[str, Any] = {"version": QINFO_VERSION, "precision": precision}
+    if params:
+        qinfo["params_tensor"] = PARAMS_TENSOR
+    qinfo["tensors"] = entries
     return stored, qinfo
 
 
@@ -330,18 +338,21 @@ def expected_stored(qinfo: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
         _require(packed is (bits < 8), f"entry {name!r}: 'packed' must be {bits < 8}")
         n = math.prod(shape)
         out[stored] = ("uint8", (_packed_len(n, bits),) if packed else shape)
-        p = e.get("params")
-        _require(isinstance(p, dict) and p.get("tensor") == PARAMS_TENSOR, f"{name!r}: bad params")
-        start = p.get("start")
+        start = e.get("params")
         _require(_is_int(start) and start >= 0, f"entry {name!r}: bad params start {start!r}")
-        _require(p.get("channels") == channels, f"entry {name!r}: params channels != {channels}")
         spans.append((start, start + 2 * channels))
     total = 0
     for start, end in sorted(spans):  # the slices must tile the parameter vector
         _require(start == total, "parameter slices overlap or leave gaps")
         total = end
     if spans:
+        _require(
+            qinfo.get("params_tensor") == PARAMS_TENSOR,
+            f"'params_tensor' must be {PARAMS_TENSOR!r}",
+        )
         out[PARAMS_TENSOR] = ("float32", (total,))
+    else:
+        _require("params_tensor" not in qinfo, "'params_tensor' without affine entries")
     return out
 
 
@@ -378,8 +389,8 @@ def dequantize_tensors(stored: dict[str, torch.Tensor], qinfo: Any) -> dict[str,
             _require(bool(torch.isfinite(v).all()), f"{name!r} has non-finite values")
             out[name] = v.reshape(shape).contiguous()
             continue
-        bits, c = e["bits"], e["params"]["channels"]
-        start = e["params"]["start"]
+        bits, start = e["bits"], e["params"]
+        c = 1 if e["granularity"] == "tensor" else shape[e["axis"]]
         scale, offset = params[start : start + c], params[start + c : start + 2 * c]
         _require(bool((scale >= 0).all()), f"{name!r} has a negative scale")
         n = math.prod(shape)
