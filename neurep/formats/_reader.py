@@ -36,6 +36,7 @@ from neurep.formats._zarr_meta import (
     parse_group_metadata,
 )
 from neurep.formats._zipindex import ZipIndex
+from neurep.formats._zstd import compress_bound, decode_chunk
 
 
 def open_nrep(
@@ -130,7 +131,12 @@ class NrepReader:
                 continue
             parse_chunk_index(spec, rest, source=name)
             size = self._index.members[f"{array_name}/{rest}"].size
-            if size != spec.chunk_nbytes:
+            if spec.zstd and not 0 < size <= compress_bound(spec.chunk_nbytes):
+                raise FormatError(
+                    f"{name}: zstd chunk {array_name + '/' + rest!r} is {size} bytes, more than "
+                    f"zstd can need for {spec.chunk_nbytes} bytes"
+                )
+            if not spec.zstd and size != spec.chunk_nbytes:
                 raise FormatError(
                     f"{name}: chunk {array_name + '/' + rest!r} is {size} bytes, expected "
                     f"{spec.chunk_nbytes} (chunk_shape {list(spec.chunks)} x {spec.dtype.name})"
@@ -222,6 +228,8 @@ class NrepReader:
         if member not in self._index.members:
             return np.full(spec.chunks, spec.fill_value, dtype=spec.dtype.newbyteorder("="))
         raw = self._index.read(member)
+        if spec.zstd:
+            raw = decode_chunk(raw, spec.chunk_nbytes, f"{self._source.name}: chunk {member!r}")
         block = np.frombuffer(raw, dtype=spec.dtype).reshape(spec.chunks)
         if spec.dtype.kind == "b":
             return block.view(np.uint8) != 0

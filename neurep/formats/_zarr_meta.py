@@ -1,8 +1,10 @@
 """The subset of zarr v3 a ``.nrep`` uses, validated without trusting the file.
 
-Arrays: a regular chunk grid, the ``default`` chunk-key encoding with ``/``, and the single
-codec ``bytes`` (little-endian), so every stored chunk is exactly ``prod(chunk_shape) *
-itemsize`` raw bytes and a chunk's size is known from the metadata alone.
+Arrays: a regular chunk grid, the ``default`` chunk-key encoding with ``/``, and the codec
+``bytes`` (little-endian), optionally followed by ``zstd``. A raw chunk is exactly
+``prod(chunk_shape) * itemsize`` bytes; a zstd chunk must declare that content size in its
+frame header and is decoded into a buffer of exactly that size, so a chunk's decoded size is
+known from the metadata alone.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class ArraySpec:
     dtype: np.dtype
     chunks: tuple[int, ...]
     fill_value: Any
+    zstd: bool = False
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -138,7 +141,7 @@ def parse_array_metadata(doc: Any, *, name: str, source: str, limits: ReadLimits
     if len(chunks) != len(shape):
         raise FormatError(f"{where}: chunk_shape has {len(chunks)} axes, shape {len(shape)}")
     _check_chunk_key_encoding(doc.get("chunk_key_encoding"), where)
-    _check_codecs(doc.get("codecs"), where)
+    zstd = _check_codecs(doc.get("codecs"), where)
     if doc.get("storage_transformers", []) != []:
         raise FormatError(f"{where}: storage transformers are not used in .nrep files")
     names = doc.get("dimension_names")
@@ -156,7 +159,7 @@ def parse_array_metadata(doc: Any, *, name: str, source: str, limits: ReadLimits
             f"{where}: shape {shape} has {elements} elements, more than "
             f"ReadLimits.max_elements={limits.max_elements}"
         )
-    spec = ArraySpec(name, tuple(shape), dtype, tuple(chunks), _fill_value(doc, dtype, where))
+    spec = ArraySpec(name, tuple(shape), dtype, tuple(chunks), _fill_value(doc, dtype, where), zstd)
     if spec.chunk_nbytes > limits.max_decoded_bytes:
         raise ResourceLimitError(
             f"{where}: one chunk is {spec.chunk_nbytes} bytes, more than "
@@ -206,16 +209,39 @@ def _check_chunk_key_encoding(encoding: Any, where: str) -> None:
     raise FormatError(f"{where}: chunk_key_encoding must be 'default' with separator '/'")
 
 
-def _check_codecs(codecs: Any, where: str) -> None:
-    if codecs in (
-        [{"name": "bytes", "configuration": {"endian": "little"}}],
-        [{"name": "bytes"}],
-        [{"name": "bytes", "configuration": {}}],
-    ):
-        return
+_BYTES_CODECS: Final = (
+    {"name": "bytes", "configuration": {"endian": "little"}},
+    {"name": "bytes"},
+    {"name": "bytes", "configuration": {}},
+)
+
+
+def _check_codecs(codecs: Any, where: str) -> bool:
+    """True for ``[bytes, zstd]``, False for ``[bytes]``; FormatError for anything else."""
+    if isinstance(codecs, list) and codecs and codecs[0] in _BYTES_CODECS:
+        if len(codecs) == 1:
+            return False
+        if len(codecs) == 2 and _is_zstd_codec(codecs[1]):
+            return True
     raise FormatError(
-        f"{where}: codecs must be exactly [bytes (little-endian)]; compression and filters "
-        "are not used in .nrep files"
+        f"{where}: codecs must be [bytes (little-endian)] or [bytes, zstd]; other codecs and "
+        "filters are not used in .nrep files"
+    )
+
+
+def _is_zstd_codec(codec: Any) -> bool:
+    if (
+        not isinstance(codec, dict)
+        or codec.get("name") != "zstd"
+        or set(codec) != {"name", "configuration"}
+    ):
+        return False
+    configuration = codec["configuration"]
+    return (
+        isinstance(configuration, dict)
+        and set(configuration) <= {"level", "checksum"}
+        and isinstance(configuration.get("level", 0), int)
+        and isinstance(configuration.get("checksum", False), bool)
     )
 
 

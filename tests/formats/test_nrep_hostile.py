@@ -387,7 +387,18 @@ def _edit_array(small_file: bytes, **changes) -> bytes:
         ({"data_type": "complex64"}, "data_type", FormatError),
         ({"data_type": "float8"}, "data_type", FormatError),
         ({"data_type": "float32"}, "expected 32", FormatError),
+        (
+            {"codecs": [{"name": "bytes"}, {"name": "gzip", "configuration": {"level": 1}}]},
+            "codecs",
+            FormatError,
+        ),
         ({"codecs": [{"name": "bytes"}, {"name": "zstd"}]}, "codecs", FormatError),
+        (
+            {"codecs": [{"name": "bytes"}, {"name": "zstd", "configuration": {"level": "x"}}]},
+            "codecs",
+            FormatError,
+        ),
+        ({"codecs": [{"name": "zstd", "configuration": {}}]}, "codecs", FormatError),
         (
             {"codecs": [{"name": "bytes", "configuration": {"endian": "big"}}]},
             "codecs",
@@ -580,3 +591,58 @@ def test_member_crc_mismatch_is_detected(small_file):
             reader.read_array("embedding", 0)
         np.testing.assert_array_equal(reader.read_array("embedding", 1).shape, (2, 2, 2))
     assert torch.is_tensor(torch.zeros(1))
+
+
+# -- zstd chunks -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def zstd_file(tmp_path_factory) -> bytes:
+    from nrep_helpers import make_metadata
+
+    from neurep.formats import write_nrep
+
+    codes = (np.arange(2 * 64 * 64) % 5).astype(np.uint8).reshape(2, 64, 64)
+    path = tmp_path_factory.mktemp("zstd") / "codes.nrep"
+    write_nrep(path, metadata=make_metadata(codes), arrays={"embedding": codes}, tensors={})
+    data = path.read_bytes()
+    assert b'"zstd"' in dict(members_of(data))["embedding/zarr.json"]
+    return data
+
+
+def _with_chunk(data: bytes, payload: bytes) -> bytes:
+    return build_zip([(n, payload if n == "embedding/c/1/0/0" else p) for n, p in members_of(data)])
+
+
+def test_zstd_frames_that_lie_about_their_size_are_rejected(zstd_file):
+    import numcodecs
+
+    right = dict(members_of(zstd_file))["embedding/c/1/0/0"]
+    too_small = bytes(numcodecs.Zstd().encode(bytes(100)))
+    too_big = bytes(numcodecs.Zstd().encode(bytes(64 * 64 * 2)))
+    assert_rejected(_with_chunk(zstd_file, too_small), "declares 100 bytes of content")
+    assert_rejected(_with_chunk(zstd_file, too_big), "declares 8192 bytes")
+    assert_rejected(_with_chunk(zstd_file, b"not zstd at all"), "not a plain zstd frame")
+    assert_rejected(_with_chunk(zstd_file, right[:-3]), "damaged zstd data")
+    assert_rejected(_with_chunk(zstd_file, right[:6] + bytes(len(right) - 6)), "zstd")
+    assert_rejected(_with_chunk(zstd_file, right + bytes(10_000)), "more than zstd can need")
+    # a frame declaring 2**40 bytes of content: refused from the header, nothing allocated
+    header = b"\x28\xb5\x2f\xfd" + bytes([0xC0 | 0x20]) + (2**40).to_bytes(8, "little")
+    tracemalloc.start()
+    try:
+        assert_rejected(_with_chunk(zstd_file, header + bytes(20)), "declares 1099511627776")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), min_size=1, max_size=4)
+)
+def test_random_damage_inside_zstd_chunks_is_a_format_error(zstd_file, flips):
+    chunk = bytearray(dict(members_of(zstd_file))["embedding/c/1/0/0"])
+    for position, mask in flips:
+        chunk[position % len(chunk)] ^= mask
+    works_or_format_error(_with_chunk(zstd_file, bytes(chunk)))
