@@ -20,6 +20,28 @@ Precisions
 per channel along axis 0 or 1 (output channels are axis 0 of a ``Conv`` weight but axis 1 of a
 ``ConvTranspose`` weight, so ``"auto"`` tries both).
 
+Layout (enough to decode without neurep)
+----------------------------------------
+``qinfo = {"version": 1, "precision": str, "params_tensor": "__qparams__" (only with affine
+entries), "tensors": {name: entry}}``. Every entry has ``method``, ``dtype`` and ``shape``
+(the original tensor's), and ``stored`` (the safetensors name holding its data).
+
+* ``cast``: ``stored_dtype`` float32|float16|bfloat16, the original shape; decode = to float32.
+* ``raw``: integer tensor stored as is (``stored_dtype`` = ``dtype``).
+* ``affine``: ``bits`` (1-8), ``granularity`` ``tensor`` | ``channel`` (+ ``axis``), ``packed``
+  (true iff bits < 8) and ``params`` = start index ``s`` into the float32 vector
+  ``params_tensor``: with C channels (1 per tensor), ``scale = P[s : s+C]`` and
+  ``offset = P[s+C : s+2C]``; the vector is exactly the concatenation of all entries'
+  slices. Codes are uint8, in C order of ``shape``: unpacked with the original shape when
+  bits = 8, else bit-packed: code ``i`` occupies bits ``[i*bits, (i+1)*bits)`` of the byte
+  stream, bit ``j`` of the stream being bit ``j % 8`` (LSB first) of byte ``j // 8``.
+  Decode (in float64, rounded once to float32) ``x = offset[c] + scale[c] * code``, ``c``
+  the element's index along ``axis``.
+
+Arrays (``quantize_array``) use the same fields in one dict without ``stored``/``params``:
+``scale`` and ``offset`` are JSON lists, codes are never packed, and bfloat16 is stored as
+uint16 bit patterns.
+
 Decisions (see also docs of each function)
 ------------------------------------------
 * **Rounding of the parameters.** ``offset`` is rounded *down* and ``scale`` *up* to float32, so
@@ -52,12 +74,12 @@ Decisions (see also docs of each function)
   and come back with their own dtype; every floating tensor comes back as float32.
 * **No lossless stage in the safetensors member.** Measured (zstd level 19-22; zip DEFLATE is
   within 1 % of it): a whole int8 / int6 / int4 member shrinks to 0.93 / 0.95 / 0.77 of its
-  size for a fitted 140k-parameter Kodak decoder and to 0.94 / 0.97 / 0.86 for random normal
-  weights (bit-packed codes leave byte-oriented coders little to find). 5-7 % at int8/int6 does
-  not pay for losing plain-safetensors readability; int4 (-23 %) is the case to revisit, e.g.
-  by deflating that one zip member. Embedding codes are *not* packed, so a zarr zstd codec
-  (free, plain-zarr readable) takes random normal codes to 7.3 / 5.2 / 3.2 bits per element
-  at int8 / int6 / int4: the container should use it.
+  size for a briefly fitted (150-step) 140k-parameter Kodak decoder, and to
+  0.94 / 0.97 / 0.86 for random normal weights (bit-packed codes leave byte-oriented coders
+  little to find). 5-7 % at int8/int6 does not pay for losing plain-safetensors readability;
+  int4 (-23 %) is the case to revisit, e.g. by deflating that one zip member. Embedding codes
+  are *not* packed, so a zarr zstd codec (free, plain-zarr readable) takes random normal codes
+  to 7.3 / 5.2 / 3.2 bits per element at int8 / int6 / int4: the container should use it.
 """
 
 from __future__ import annotations
