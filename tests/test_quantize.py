@@ -272,6 +272,36 @@ def test_vectors_stay_float16_unless_asked():
     assert q["tensors"]["bias"]["method"] == "affine"
 
 
+@pytest.mark.parametrize("precision", ["int8", "int5"])
+def test_documented_layout_decodes_without_neurep(precision, tmp_path):
+    # An independent decoder written from the module docstring, reading with safetensors.numpy.
+    sd = _state_dict()
+    sd["tconv.weight"] = torch.randn(8, 40, 3) * torch.logspace(-3, 0, 40).reshape(1, 40, 1)
+    stored, q = quantize_tensors(sd, precision)
+    assert q["tensors"]["tconv.weight"]["axis"] == 1  # the per-channel path is covered
+    safetensors.torch.save_file(stored, tmp_path / "w.safetensors")
+    raw = safetensors.numpy.load_file(tmp_path / "w.safetensors")
+    q = _roundtrip_json(q)
+    P = raw[q["params_tensor"]].astype(np.float64)
+    ours = dequantize_tensors(stored, q)
+    for name, e in q["tensors"].items():
+        if e["method"] != "affine":
+            continue
+        n, bits = math.prod(e["shape"]), e["bits"]
+        data = raw[e["stored"]].reshape(-1)
+        if e["packed"]:
+            stream = [(int(data[j // 8]) >> (j % 8)) & 1 for j in range(n * bits)]
+            codes = [sum(stream[i * bits + k] << k for k in range(bits)) for i in range(n)]
+        else:
+            codes = data.tolist()
+        C = e["shape"][e["axis"]] if e["granularity"] == "channel" else 1
+        scale, offset = P[e["params"] : e["params"] + C], P[e["params"] + C : e["params"] + 2 * C]
+        index = np.indices(e["shape"]).reshape(len(e["shape"]), -1)
+        c = index[e["axis"]] if C > 1 else np.zeros(n, int)
+        x = (offset[c] + scale[c] * np.array(codes, np.float64)).astype(np.float32)
+        assert np.array_equal(x.reshape(e["shape"]), ours[name].numpy()), name
+
+
 def test_small_tensors_stay_float16_and_large_values_float32():
     sd = {"bias": torch.tensor([1.0, -2.0, 3.5]), "big": torch.tensor([1e6, 2.0])}
     stored, q = quantize_tensors(sd, "int4")
