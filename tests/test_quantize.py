@@ -276,7 +276,7 @@ def test_vectors_stay_float16_unless_asked():
 def test_documented_layout_decodes_without_neurep(precision, tmp_path):
     # An independent decoder written from the module docstring, reading with safetensors.numpy.
     sd = _state_dict()
-    sd["tconv.weight"] = torch.randn(8, 40, 3) * torch.logspace(-3, 0, 40).reshape(1, 40, 1)
+    sd["tconv.weight"] = torch.randn(32, 40, 9) * torch.logspace(-3, 0, 40).reshape(1, 40, 1)
     stored, q = quantize_tensors(sd, precision)
     assert q["tensors"]["tconv.weight"]["axis"] == 1  # the per-channel path is covered
     safetensors.torch.save_file(stored, tmp_path / "w.safetensors")
