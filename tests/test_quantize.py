@@ -21,6 +21,7 @@ from neurep.formats.quantize import (
     PRECISIONS,
     dequantize_array,
     dequantize_tensors,
+    estimate_stored_nbytes,
     expected_stored,
     quantize_array,
     quantize_tensors,
@@ -344,6 +345,21 @@ def test_int4_file_is_much_smaller_than_int8_and_float16():
     sd = {"w": torch.randn(64, 64, 3, 3, generator=torch.Generator().manual_seed(0))}
     sizes = {p: stored_nbytes(quantize_tensors(sd, p)[0]) for p in ("float16", "int8", "int4")}
     assert sizes["int4"] < 0.55 * sizes["int8"] < 0.3 * sizes["float16"]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_size_estimate_from_shapes_bounds_the_real_size(precision):
+    sd = {k: v.float() for k, v in _state_dict().items() if k not in ("steps", "head.weight")}
+    sd["tconv.weight"] = torch.randn(32, 40, 9) * torch.logspace(-3, 0, 40).reshape(1, 40, 1)
+    shapes = {k: v.shape for k, v in sd.items()}
+    for g in ("tensor", "channel", "auto"):
+        real = stored_nbytes(quantize_tensors(sd, precision, granularity=g)[0])
+        bound = estimate_stored_nbytes(shapes, precision, granularity=g)
+        if g == "tensor" or not precision.startswith("int"):
+            assert bound == real
+        else:
+            n_channels = 16 + 32 + 40 + 3  # the most each 2-d+ tensor could take
+            assert real <= bound <= real + 8 * n_channels + 16
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

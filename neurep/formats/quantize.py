@@ -85,6 +85,7 @@ Decisions (see also docs of each function)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,7 @@ __all__ = [
     "QINFO_VERSION",
     "dequantize_array",
     "dequantize_tensors",
+    "estimate_stored_nbytes",
     "expected_array",
     "expected_stored",
     "precision_bits",
@@ -433,6 +435,44 @@ def stored_nbytes(stored: dict[str, torch.Tensor], metadata: dict[str, str] | No
     from safetensors.torch import save
 
     return len(save(stored, metadata=metadata))
+
+
+def estimate_stored_nbytes(
+    shapes: Mapping[str, Sequence[int]],
+    precision: str,
+    *,
+    granularity: str = "auto",
+    min_numel: int = MIN_QUANT_NUMEL,
+    keep_vectors: bool = True,
+) -> int:
+    """Size of the safetensors member for float tensors of these shapes, before any values exist.
+
+    For rate control: pick a decoder size for a byte budget before fitting it
+    (``{k: v.shape for k, v in decoder.state_dict().items()}``). Exact for float precisions and
+    for ``granularity="tensor"``; otherwise an upper bound that gives every eligible tensor
+    per-channel parameters along the longer of axes 0 and 1 (8 bytes per channel, at most that
+    much above the real file). Small tensors and vectors count as float16 (as do all tensors
+    under ``"float16"``): assumes no value lies beyond float16's range.
+    """
+    bits = precision_bits(precision)
+    dummy: dict[str, torch.Tensor] = {}
+    n_params = 0
+    for name, raw_shape in shapes.items():
+        shape = tuple(int(d) for d in raw_shape)
+        n = math.prod(shape)
+        small = n < max(min_numel, 1) or (keep_vectors and len(shape) < 2)
+        if bits is None or small:
+            dummy[name] = torch.zeros(
+                shape, dtype=_FLOAT_DTYPES[precision if bits is None else "float16"]
+            )
+            continue
+        dummy[name] = torch.zeros((_packed_len(n, bits),) if bits < 8 else shape, dtype=torch.uint8)
+        axes = () if granularity == "tensor" or len(shape) < 2 else (0,)
+        axes = (0, 1) if axes and granularity == "auto" else axes
+        n_params += 2 * max([shape[a] for a in axes if shape[a] > 1] + [1])
+    if n_params:
+        dummy[PARAMS_TENSOR] = torch.zeros(n_params, dtype=torch.float32)
+    return stored_nbytes(dummy)
 
 
 # ---------------------------------------------------------------------------------------------
