@@ -52,6 +52,7 @@ def test_one_input(data: bytes) -> None:
                     full = reader.read_array(name)
                     if full.ndim:
                         reader.read_array(name, (slice(None, None, -2), Ellipsis))
+                    if full.ndim and full.shape[0]:  # -1 on an empty axis is an IndexError
                         reader.read_array(name, -1)
                 reader.read_tensors()
         except FormatError:
@@ -159,8 +160,9 @@ def main(argv: list[str]) -> None:
     plain = "--plain" in argv
     argv = [arg for arg in argv if arg != "--plain"]
     corpus = next((arg for arg in argv[1:] if not arg.startswith("-")), None)
-    if corpus is not None and (not os.path.isdir(corpus) or not os.listdir(corpus)):
-        write_seeds(corpus)
+    if corpus is not None and not os.path.isfile(corpus):  # a file: reproduce one input
+        if not os.path.isdir(corpus) or not os.listdir(corpus):
+            write_seeds(corpus)
     if plain:
         atheris.Setup(argv, test_one_input)
     else:
