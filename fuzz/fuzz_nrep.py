@@ -160,9 +160,13 @@ def main(argv: list[str]) -> None:
     plain = "--plain" in argv
     argv = [arg for arg in argv if arg != "--plain"]
     corpus = next((arg for arg in argv[1:] if not arg.startswith("-")), None)
-    if corpus is not None and not os.path.isfile(corpus):  # a file: reproduce one input
-        if not os.path.isdir(corpus) or not os.listdir(corpus):
-            write_seeds(corpus)
+    # a file argument reproduces one input; an empty or missing directory gets the seeds
+    if (
+        corpus is not None
+        and not os.path.isfile(corpus)
+        and not (os.path.isdir(corpus) and os.listdir(corpus))
+    ):
+        write_seeds(corpus)
     if plain:
         atheris.Setup(argv, test_one_input)
     else:
