@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from neurep.cli._common import (
     PROG,
+    CommandError,
     existing_file,
     output_path,
     parse_args,
@@ -50,6 +51,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     source = existing_file(args.input)
     target = output_path(args.output, (".nrep",), "output")
+    _check_preset(args.preset)
     datum = neurep.fit(
         str(source),
         modality=args.modality,
@@ -68,3 +70,11 @@ def _fit(args: argparse.Namespace) -> int:
             size += f", {derived['bpp']:.4f} bpp"
         print(f"{source} -> {target}: {size}, {quality_text(metadata.get('quality'))}")
     return 0
+
+
+def _check_preset(name: str) -> None:
+    """CommandError naming the presets when ``name`` is not one of them."""
+    from neurep.fitting.presets import PRESETS
+
+    if name not in PRESETS:
+        raise CommandError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
