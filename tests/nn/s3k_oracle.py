@@ -224,21 +224,34 @@ def layer_configs(
         spatial.append(size)
     if chunked is None:
         chunked = draw(st.booleans())
+    batch = draw(st.integers(1, 2))
+    in_channels = draw(st.integers(1, 3))
+    hidden = draw(st.integers(1, 3))
+    chunk_elements = None
+    if chunked:
+        # The layer splits output rows (first spatial axis) into chunks reading about
+        # chunk_elements projected inputs; one output row reads this many:
+        row = (
+            batch
+            * hidden
+            * kernel[0]
+            * math.prod(s + 2 * p for s, p in zip(spatial[1:], padding[1:], strict=True))
+        )
+        chunk_elements = draw(st.integers(1, 3)) * row  # 1..3 rows per chunk
     return LayerConfig(
         ndim=ndim,
         kernel_size=tuple(kernel),
         stride=tuple(stride),
         padding=tuple(padding),
         spatial=tuple(spatial),
-        batch=draw(st.integers(1, 2)),
-        in_channels=draw(st.integers(1, 3)),
+        batch=batch,
+        in_channels=in_channels,
         out_channels=draw(st.integers(1, 3)),
-        hidden_channels=draw(st.integers(1, 3)),
+        hidden_channels=hidden,
         state_size=draw(st.integers(1, 4)),
         adaptive_b=draw(st.booleans()) if adaptive_b is None else adaptive_b,
         gate=draw(st.booleans()) if gate is None else gate,
-        # 1: one output row per chunk, the most chunk boundaries.
-        chunk_elements=draw(st.sampled_from([1, 7, 40])) if chunked else None,
+        chunk_elements=chunk_elements,
         seed=draw(st.integers(0, 2**31 - 1)),
     )
 

@@ -45,3 +45,37 @@ def test_gradcheck_input_and_parameters(case: str, implementation: str, chunk_el
 @given(cfg=layer_configs(ndims=(1, 2, 3), max_outputs=2))
 def test_gradcheck_on_random_geometries(cfg: LayerConfig) -> None:
     _gradcheck_layer(cfg.build(), cfg.input())
+
+
+def _small_chunked_layer() -> tuple[S3KConvNd, torch.Tensor]:
+    cfg = CASES["2d-adaptive"]
+    return cfg.build(chunk_elements=1), cfg.input()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeError,
+    reason="LIMITATION: the chunked recompute computes its backward without a graph, so a "
+    "second derivative (create_graph=True, gradient penalties) fails once input is chunked.",
+)
+def test_chunked_layer_supports_double_backward() -> None:
+    layer, x = _small_chunked_layer()
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)
+    torch.autograd.grad(grad.square().sum(), x)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeError,
+    reason="LIMITATION: _ChunkedRecompute has no setup_context, so torch.func.grad/vmap fail "
+    "as soon as an input is large enough to be chunked (small inputs work).",
+)
+def test_chunked_layer_works_under_torch_func_grad() -> None:
+    layer, x = _small_chunked_layer()
+    params = dict(layer.named_parameters())
+
+    def loss(values: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.func.functional_call(layer, values, (x,)).square().sum()
+
+    torch.func.grad(loss)(params)
