@@ -1,0 +1,198 @@
+"""``NeuralDatum``: a decoder, its embedding(s) and the metadata that restores the original.
+
+A datum comes from :func:`neurep.fit` (everything in memory) or from :func:`neurep.load`
+(lazy: the decoder's weights are read on the first decode, the embedding rows as needed).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurep.errors import FormatError
+from neurep.formats import open_nrep, write_nrep
+from neurep.formats.quantize import (
+    dequantize_array,
+    dequantize_tensors,
+    quantize_array,
+    quantize_tensors,
+)
+from neurep.modalities import adapter_from_config
+from neurep.models import build
+from neurep.models.registry import ConfigurableModule
+
+__all__ = ["NeuralDatum"]
+
+EMBEDDING_ARRAY = "embedding"
+
+
+class NeuralDatum:
+    """One datum in neural form. Use :meth:`decode` to get the original kind back.
+
+    Attributes:
+        metadata: the file's metadata (see docs/FORMAT.md); ``metadata["quality"]`` holds the
+            measured PSNR / MS-SSIM of the decode against the original.
+    """
+
+    def __init__(
+        self,
+        metadata: dict[str, Any],
+        *,
+        decoder: ConfigurableModule | None = None,
+        embedding: np.ndarray | None = None,
+        reader=None,
+    ) -> None:
+        self.metadata = metadata
+        self._decoder = decoder
+        self._embedding = embedding  # (B, E, *s) float32, dequantised
+        self._reader = reader
+        self._adapter = None
+        self._stored: tuple[dict[str, torch.Tensor], np.ndarray] | None = None
+
+    # -- construction from a file -----------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> NeuralDatum:
+        """Open ``path``; only the metadata is read now (weights on the first decode)."""
+        reader = open_nrep(path)
+        datum = cls(reader.metadata, reader=reader)
+        datum._check_embedding_description()
+        return datum
+
+    def _check_embedding_description(self) -> None:
+        try:
+            shape = self.metadata["embedding"]["shape"]
+            signal_shape = self.metadata["signal"]["shape"]
+        except (KeyError, TypeError) as error:
+            raise FormatError(f"{self._source}: metadata lacks {error}") from None
+        if len(shape) != len(signal_shape) or shape[0] != signal_shape[0]:
+            raise FormatError(
+                f"{self._source}: embedding shape {shape} does not match signal shape "
+                f"{signal_shape}"
+            )
+
+    @property
+    def _source(self) -> str:
+        return str(getattr(self._reader, "path", "<in memory>"))
+
+    # -- parts ------------------------------------------------------------------------------
+    @property
+    def adapter(self):
+        """The modality adapter that restores the user's kind (built from the metadata)."""
+        if self._adapter is None:
+            try:
+                self._adapter = adapter_from_config(self.metadata["modality"])
+            except (KeyError, TypeError, ValueError) as error:
+                raise FormatError(f"{self._source}: bad modality description: {error}") from None
+        return self._adapter
+
+    @property
+    def decoder(self) -> ConfigurableModule:
+        """The decoder network (reads and checks the weights on first use)."""
+        if self._decoder is None:
+            self._decoder = self._load_decoder()
+        return self._decoder
+
+    def _load_decoder(self) -> ConfigurableModule:
+        try:
+            decoder = build(self.metadata["decoder"])
+        except (KeyError, ValueError) as error:
+            raise FormatError(f"{self._source}: cannot build the decoder: {error}") from None
+        stored = self._reader.read_tensors()
+        weights = dequantize_tensors(stored, self.metadata["weights"].get("quantization"))
+        expected = decoder.state_dict()
+        if set(weights) != set(expected):
+            missing, extra = set(expected) - set(weights), set(weights) - set(expected)
+            raise FormatError(
+                f"{self._source}: weights do not match the decoder configuration "
+                f"(missing {sorted(missing)[:5]}, unexpected {sorted(extra)[:5]})"
+            )
+        for name, tensor in weights.items():
+            if tuple(tensor.shape) != tuple(expected[name].shape):
+                raise FormatError(
+                    f"{self._source}: weight {name!r} has shape {tuple(tensor.shape)}, the "
+                    f"decoder configuration needs {tuple(expected[name].shape)}"
+                )
+        decoder.load_state_dict(weights)
+        return decoder.eval()
+
+    def embedding(self, items: slice | None = None) -> np.ndarray:
+        """The embedding rows ``items`` (all by default): (B', E, *s) float32."""
+        if self._embedding is not None:
+            return self._embedding if items is None else self._embedding[items]
+        selection = items if items is not None else slice(None)
+        codes = self._reader.read_array(EMBEDDING_ARRAY, selection)
+        return dequantize_array(codes, self.metadata["embedding"].get("quantization"))
+
+    @property
+    def num_items(self) -> int:
+        """B: 1 for an image or array, the frame count for a video."""
+        return int(self.metadata["signal"]["shape"][0])
+
+    # -- decoding ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode_signal(self, items: slice | None = None) -> torch.Tensor:
+        """The decoder's output for ``items``, cropped to the signal: (B', C, *S) float32.
+
+        Values are in [0, 1] (clamped; occupancy logits go through a sigmoid).
+        """
+        embedding = torch.from_numpy(np.ascontiguousarray(self.embedding(items)))
+        output = self.decoder(embedding)
+        spatial = tuple(self.metadata["signal"]["shape"][2:])
+        output = output[(..., *(slice(0, s) for s in spatial))]
+        if self.metadata["signal"].get("loss") == "bce":
+            return output.sigmoid()
+        return output.clamp(0.0, 1.0)
+
+    def decode(self, items: slice | None = None):
+        """Decode to the kind the datum was fitted from: same shape, dtype and value range."""
+        return self.adapter.from_signal(self.decode_signal(items))
+
+    # -- storage ---------------------------------------------------------------------------
+    def freeze_storage(self) -> None:
+        """Quantise weights and embedding at the metadata's precisions, once.
+
+        Afterwards the in-memory decoder and embedding hold the dequantised values, so this
+        datum decodes exactly as the file :meth:`save` writes.
+        """
+        if self._stored is not None:
+            return
+        precision = self.metadata["weights"].get("precision", "float32")
+        stored, qinfo = quantize_tensors(self.decoder.state_dict(), precision)
+        embedding_precision = self.metadata["embedding"].get("precision", "float32")
+        codes, embedding_qinfo = quantize_array(self.embedding(), embedding_precision)
+        self.decoder.load_state_dict(dequantize_tensors(stored, qinfo))
+        self._embedding = dequantize_array(codes, embedding_qinfo)
+        self.metadata["weights"] = {**self.metadata["weights"], "quantization": qinfo}
+        self.metadata["embedding"] = {
+            **self.metadata["embedding"],
+            "dtype": str(codes.dtype),
+            "quantization": embedding_qinfo,
+        }
+        self._stored = (stored, codes)
+
+    def save(self, path: str | os.PathLike) -> int:
+        """Write the datum to ``path`` atomically; returns the file's size in bytes."""
+        if self._stored is None:
+            if self._reader is None:
+                self.freeze_storage()
+            else:  # loaded from a file: write back what it holds, without requantising
+                self._stored = (
+                    self._reader.read_tensors(),
+                    self._reader.read_array(EMBEDDING_ARRAY, slice(None)),
+                )
+        stored, codes = self._stored
+        return write_nrep(
+            path, metadata=self.metadata, arrays={EMBEDDING_ARRAY: codes}, tensors=stored
+        )
+
+    def __repr__(self) -> str:
+        modality = self.metadata.get("modality", {}).get("name", "?")
+        psnr = (self.metadata.get("quality") or {}).get("psnr")
+        quality = f", psnr={psnr:.2f} dB" if isinstance(psnr, int | float) else ""
+        return (
+            f"NeuralDatum(modality={modality!r}, decoder={self.metadata['decoder']['name']!r}, "
+            f"embedding={tuple(self.metadata['embedding']['shape'])}{quality})"
+        )

@@ -1,0 +1,143 @@
+"""The fitting loop: overfit an encoder/decoder pair to one signal.
+
+Only the decoder and the embedding the encoder produces are kept; the encoder is thrown away
+after fitting (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from neurep.models import build
+from neurep.models.registry import ConfigurableModule
+from neurep.fitting.presets import Plan
+
+__all__ = ["FitResult", "fit_signal", "pad_to", "psnr_from_mse"]
+
+
+@dataclass
+class FitResult:
+    """What fitting keeps: the decoder, the embedding, and how the fit went."""
+
+    decoder: ConfigurableModule
+    embedding: torch.Tensor  # (B, E, *s)
+    encoder_config: dict
+    steps: int
+    wall_time_s: float
+    final_loss: float
+    history: list[float] = field(default_factory=list)  # training PSNR (dB) per step
+
+
+def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
+    return math.inf if mse <= 0 else 10.0 * math.log10(peak**2 / mse)
+
+
+def pad_to(signal: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """(B, C, *S) -> (B, C, *shape), padding at the far end by replicating the border."""
+    pads = [p for s, t in zip(reversed(signal.shape[2:]), reversed(shape)) for p in (0, t - s)]
+    if not any(pads):
+        return signal
+    if signal.dim() - 2 > 3:
+        raise ValueError("padding supports at most 3 spatial dimensions")
+    return F.pad(signal, pads, mode="replicate")
+
+
+def _crop(x: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
+    return x[(..., *(slice(0, s) for s in spatial))]
+
+
+def _learning_rate(step: int, steps: int, peak: float, warmup: int, final_fraction: float) -> float:
+    """Linear warm-up, then cosine decay from ``peak`` to ``peak * final_fraction``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(recon, target)
+    return F.mse_loss(recon, target)
+
+
+def fit_signal(
+    signal: torch.Tensor,
+    plan: Plan,
+    *,
+    steps: int,
+    seed: int = 0,
+    loss: str = "mse",
+    target_psnr: float | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    description: str = "fitting",
+) -> FitResult:
+    """Overfit ``plan``'s encoder and decoder to ``signal``.
+
+    Args:
+        signal: (B, C, *S) float32 in [0, 1].
+        plan: models, padded size and learning-rate settings (see :func:`presets.plan`).
+        steps: optimisation steps (Adam).
+        seed: seeds the parameter initialisation; the same seed gives the same result.
+        loss: "mse" or "bce" (occupancy signals).
+        target_psnr: stop early once the training PSNR reaches this (dB).
+        progress: show a tqdm bar with the running PSNR.
+        device: where to fit (default: CUDA when available, else CPU).
+
+    Returns:
+        A :class:`FitResult` whose decoder is on the CPU, in eval mode.
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(seed)
+    encoder = build(plan.encoder).to(device)
+    decoder = build(plan.decoder).to(device)
+    spatial = tuple(signal.shape[2:])
+    target = signal.to(device)
+    padded = pad_to(target, plan.padded_shape)
+    parameters = [*encoder.parameters(), *decoder.parameters()]
+    optimiser = torch.optim.Adam(parameters, lr=plan.preset.learning_rate)
+    history: list[float] = []
+    started = time.perf_counter()
+    bar = tqdm(total=steps, desc=description, disable=not progress, leave=False, unit="step")
+    loss_value = math.nan
+    step = 0
+    for step in range(steps):
+        for group in optimiser.param_groups:
+            group["lr"] = _learning_rate(
+                step, steps, plan.preset.learning_rate, plan.preset.warmup_steps,
+                plan.preset.final_lr_fraction,
+            )
+        recon = _crop(decoder(encoder(padded)), spatial)
+        objective = _loss(recon, target, loss)
+        optimiser.zero_grad(set_to_none=True)
+        objective.backward()
+        optimiser.step()
+        loss_value = objective.item()
+        with torch.no_grad():
+            mse = F.mse_loss(recon.sigmoid() if loss == "bce" else recon.clamp(0, 1), target)
+        history.append(psnr_from_mse(mse.item()))
+        bar.set_postfix(psnr=f"{history[-1]:.2f} dB", refresh=False)
+        bar.update()
+        if target_psnr is not None and history[-1] >= target_psnr:
+            break
+    bar.close()
+    encoder.eval()
+    decoder.eval()
+    with torch.no_grad():
+        embedding = encoder(padded).cpu()
+    return FitResult(
+        decoder=decoder.cpu(),
+        embedding=embedding,
+        encoder_config=plan.encoder,
+        steps=step + 1,
+        wall_time_s=time.perf_counter() - started,
+        final_loss=loss_value,
+        history=history,
+    )

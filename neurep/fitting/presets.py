@@ -1,0 +1,121 @@
+"""Presets: how big a network to fit, for how long, chosen from the signal's shape.
+
+A preset fixes the effort (steps, learning rate, widths); :func:`plan` turns it into concrete
+encoder and decoder descriptions for one signal, picking strides that suit its size. The
+``paper`` preset on a 768x512 image is the paper's Kodak setting (Table A4): encoder strides
+[32, 2, 2, 2], widths [64, 64, 64, 16], state size 8, learning rate 2e-2, 300 steps, decoder
+transposed convolutions with strides [4, 4, 4, 2, 2].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["PRESETS", "Plan", "Preset", "get_preset", "plan"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Effort and capacity of a fit, independent of the signal's size."""
+
+    name: str
+    steps: int
+    learning_rate: float
+    encoder: str = "lpnet"  # "lpnet" or "convnext"
+    projection: str = "s3k"  # LPNet's per-level projection: "s3k" or "conv"
+    encoder_widths: tuple[int, ...] = (64, 64, 64, 16)
+    decoder: str = "conv_transpose"
+    decoder_widths: tuple[int, ...] = (80, 64, 32, 24)
+    state_size: int | None = None  # None: 8 for 1-D/2-D, 32 for 3-D (paper Tables A7/A8)
+    warmup_steps: int = 10
+    final_lr_fraction: float = 0.01
+
+    def with_overrides(self, **overrides: Any) -> Preset:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset("fast", steps=150, learning_rate=2e-2),
+        Preset("balanced", steps=400, learning_rate=2e-2),
+        Preset("paper", steps=300, learning_rate=2e-2),
+        Preset("paper-conv", steps=300, learning_rate=3e-2, projection="conv"),
+        Preset("paper-convnext", steps=300, learning_rate=1e-2, encoder="convnext"),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Concrete models for one signal: descriptions plus the padded size they need."""
+
+    encoder: dict[str, Any]
+    decoder: dict[str, Any]
+    total_stride: int
+    padded_shape: tuple[int, ...]
+    preset: Preset = field(repr=False)
+
+
+def _first_stride(min_side: int) -> int:
+    """A power of two for the first stage: 32 for Kodak-size images, smaller for small data."""
+    return int(min(32, max(2, 2 ** math.floor(math.log2(max(min_side, 1) / 16)))))
+
+
+def _decoder_strides(total_stride: int, stages: int) -> list[int]:
+    """Split 2^k into ``stages`` factors of 4 and 2, large ones first ([4,4,4,2,2] for 256)."""
+    k = int(math.log2(total_stride))
+    fours = min(k - stages, stages) if k >= stages else 0
+    strides = [4] * fours + [2] * (k - 2 * fours)
+    return strides if strides else [1]
+
+
+def plan(preset: Preset, channels: int, spatial: Sequence[int]) -> Plan:
+    """Encoder and decoder descriptions for a signal (C = channels, S = spatial)."""
+    ndim = len(spatial)
+    state_size = preset.state_size or (32 if ndim == 3 else 8)
+    stages = len(preset.encoder_widths)
+    if ndim == 3:  # paper, Objaverse: [4, 2, 2]; keep the embedding at least 2 voxels wide
+        first = max(2, min(4, _first_stride(min(spatial) * 4)))
+    else:
+        first = _first_stride(min(spatial))
+    strides = [first] + [2] * (stages - 1)
+    if preset.encoder != "lpnet" or preset.projection == "conv":
+        # Convolutional encoders do better with more uniform strides (paper Table A4:
+        # [16, 4, 2, 2] for LPNet-Conv on Kodak); keep the same total stride.
+        if first >= 4 and stages >= 2:
+            strides = [first // 2, 4] + [2] * (stages - 2)
+    total = math.prod(strides)
+    padded = tuple(math.ceil(s / total) * total for s in spatial)
+    encoder_config: dict[str, Any] = {
+        "ndim": ndim,
+        "in_channels": channels,
+        "strides": strides,
+        "widths": list(preset.encoder_widths),
+    }
+    if preset.encoder == "lpnet":
+        encoder_config.update(projection=preset.projection, state_size=state_size)
+    decoder_strides = _decoder_strides(total, len(preset.decoder_widths) + 1)
+    decoder_config = {
+        "ndim": ndim,
+        "in_channels": preset.encoder_widths[-1],
+        "out_channels": channels,
+        "strides": decoder_strides,
+        "widths": list(preset.decoder_widths[: len(decoder_strides) - 1]),
+    }
+    return Plan(
+        encoder={"name": preset.encoder, "configuration": encoder_config},
+        decoder={"name": preset.decoder, "configuration": decoder_config},
+        total_stride=total,
+        padded_shape=padded,
+        preset=preset,
+    )

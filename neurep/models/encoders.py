@@ -1,0 +1,133 @@
+"""Encoders: LPNet (paper §5.4) with S3K or plain convolutions, and a ConvNeXt-style baseline.
+
+All map a signal (B, C, *S) to an embedding (B, E, *S / prod(strides)), E = widths[-1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from neurep.models.pyramid import laplacian_pyramid
+from neurep.models.registry import ConfigurableModule, register
+from neurep.nn.blocks import InvertedBottleneck, conv_nd
+from neurep.nn.s3k import S3KConvNd
+
+__all__ = ["ConvNeXtEncoder", "LPNetEncoder", "level_windows"]
+
+
+def level_windows(strides: Sequence[int]) -> list[int]:
+    """Window of the projection that brings pyramid level j (1/2^j scale) to stage j.
+
+    Stage j sits at 1/prod(strides[:j+1]); e.g. strides [32, 2, 2, 2] -> [32, 32, 32, 32].
+    """
+    windows = []
+    for level, stage_stride in enumerate(math.prod(strides[: j + 1]) for j in range(len(strides))):
+        if stage_stride % 2**level:
+            raise ValueError(
+                f"strides {list(strides)}: stage {level} is at 1/{stage_stride}, which pyramid "
+                f"level {level} (1/{2**level}) cannot reach with an integer window"
+            )
+        windows.append(stage_stride // 2**level)
+    return windows
+
+
+def _stage(width: int, ndim: int, blocks: int) -> nn.Sequential:
+    return nn.Sequential(*(InvertedBottleneck(width, ndim) for _ in range(blocks)))
+
+
+@register("lpnet")
+class LPNetEncoder(ConfigurableModule):
+    """Laplacian-pyramid network: stage j = IB(Down_j(stage j-1) + Proj_j(level j)).
+
+    Args:
+        ndim: spatial dimensions (1, 2 or 3).
+        in_channels: C of the signal.
+        strides: per-stage downsampling, e.g. [32, 2, 2, 2] (the paper's Kodak setting).
+        widths: per-stage channels; the last is the embedding's channels.
+        projection: "s3k" (LPNet-S3K) or "conv" (LPNet-Conv, strided convolutions).
+        state_size: S3K state size N.
+        blocks_per_stage: inverted-bottleneck blocks after each stage's sum.
+    """
+
+    def __init__(
+        self,
+        *,
+        ndim: int,
+        in_channels: int,
+        strides: Sequence[int],
+        widths: Sequence[int],
+        projection: str = "s3k",
+        state_size: int = 8,
+        blocks_per_stage: int = 1,
+    ) -> None:
+        super().__init__(
+            ndim=ndim, in_channels=in_channels, strides=strides, widths=widths,
+            projection=projection, state_size=state_size, blocks_per_stage=blocks_per_stage,
+        )
+        if len(strides) != len(widths) or not strides:
+            raise ValueError("strides and widths must be non-empty and of equal length")
+        if projection not in {"s3k", "conv"}:
+            raise ValueError(f"projection must be 's3k' or 'conv', not {projection!r}")
+        self.total_stride = math.prod(strides)
+        windows = level_windows(strides)
+        self.projections = nn.ModuleList(
+            S3KConvNd(in_channels, width, window, ndim=ndim, state_size=state_size)
+            if projection == "s3k"
+            else conv_nd(ndim, in_channels, width, window, stride=window)
+            for width, window in zip(widths, windows)
+        )
+        self.downs = nn.ModuleList(
+            conv_nd(ndim, c_in, c_out, stride, stride=stride)
+            for c_in, c_out, stride in zip(widths[:-1], widths[1:], strides[1:])
+        )
+        self.stages = nn.ModuleList(_stage(width, ndim, blocks_per_stage) for width in widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, *S) -> (B, widths[-1], *S/prod(strides))."""
+        levels = laplacian_pyramid(x, len(self.projections))
+        features = None
+        for j, (project, stage, level) in enumerate(zip(self.projections, self.stages, levels)):
+            projected = project(level)
+            features = projected if j == 0 else self.downs[j - 1](features) + projected
+            features = stage(features)
+        return features
+
+
+@register("convnext")
+class ConvNeXtEncoder(ConfigurableModule):
+    """Plain hierarchy of strided convolutions and inverted bottlenecks (the paper's baseline).
+
+    (B, C, *S) -> (B, widths[-1], *S/prod(strides)).
+    """
+
+    def __init__(
+        self,
+        *,
+        ndim: int,
+        in_channels: int,
+        strides: Sequence[int],
+        widths: Sequence[int],
+        blocks_per_stage: int = 1,
+    ) -> None:
+        super().__init__(
+            ndim=ndim, in_channels=in_channels, strides=strides, widths=widths,
+            blocks_per_stage=blocks_per_stage,
+        )
+        if len(strides) != len(widths) or not strides:
+            raise ValueError("strides and widths must be non-empty and of equal length")
+        self.total_stride = math.prod(strides)
+        channels = [in_channels, *widths]
+        self.downs = nn.ModuleList(
+            conv_nd(ndim, c_in, c_out, stride, stride=stride)
+            for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides)
+        )
+        self.stages = nn.ModuleList(_stage(width, ndim, blocks_per_stage) for width in widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for down, stage in zip(self.downs, self.stages):
+            x = stage(down(x))
+        return x
