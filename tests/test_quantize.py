@@ -265,6 +265,20 @@ def test_plain_safetensors_reads_what_is_stored(precision, tmp_path):
         assert safetensors.numpy.load_file(path).keys() == stored.keys()
 
 
+@pytest.mark.parametrize("precision", ["int7", "int4"])
+def test_unpacked_codes_keep_the_shape_and_decode_the_same(precision):
+    sd = _state_dict()
+    packed, q_packed = quantize_tensors(sd, precision)
+    plain, q_plain = quantize_tensors(sd, precision, pack=False)
+    assert plain["dec.0.weight"].shape == sd["dec.0.weight"].shape
+    assert plain["dec.0.weight"].dtype == torch.uint8
+    a, b = dequantize_tensors(packed, q_packed), dequantize_tensors(plain, q_plain)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain["dec.0.weight"][0, 0, 0, 0] = 2 ** int(precision[3:])  # a code wider than bits
+    with pytest.raises(FormatError, match="bits"):
+        dequantize_tensors(plain, q_plain)
+
+
 def test_vectors_stay_float16_unless_asked():
     sd = {"bias": torch.randn(256), "w": torch.randn(16, 16)}
     stored, q = quantize_tensors(sd, "int6")
@@ -443,8 +457,19 @@ def test_any_mutation_of_array_qinfo_gives_format_error_or_a_valid_decode(data, 
     assert out.dtype == np.float32 and np.isfinite(out).all()
 
 
+def _share_params(q: dict, a: str, b: str) -> None:
+    ea, eb = q["tensors"][a], q["tensors"][b]
+    assert ea["granularity"] == eb["granularity"] == "tensor"
+    ea["params"] = eb["params"]
+
+
 def _int6_case():
-    return quantize_tensors(_state_dict(), "int6")
+    sd = {
+        **_state_dict(),
+        "dec.2.weight": torch.randn(8, 16, generator=torch.Generator().manual_seed(5)),
+        "dec.3.weight": torch.randn(8, 16, generator=torch.Generator().manual_seed(6)),
+    }
+    return quantize_tensors(sd, "int6", granularity="tensor")
 
 
 @pytest.mark.parametrize(
@@ -468,6 +493,11 @@ def _int6_case():
         lambda s, q: s.update({"dec.0.weight": s["dec.0.weight"].to(torch.int16)}),
         lambda s, q: s[PARAMS_TENSOR].__setitem__(0, float("nan")),
         lambda s, q: s[PARAMS_TENSOR].__setitem__(0, -1.0),
+        lambda s, q: s[PARAMS_TENSOR].__setitem__(-1, float("nan")),  # an offset
+        lambda s, q: s[PARAMS_TENSOR].__setitem__(-1, float("inf")),
+        # two entries sharing one parameter slice (a gap before the last slice, same total)
+        lambda s, q: _share_params(q, "dec.2.weight", "dec.0.weight"),
+        lambda s, q: q["tensors"]["dec.0.weight"].update(packed="yes"),
         lambda s, q: s["dec.0.bias"].__setitem__(0, float("inf")),
     ],
 )

@@ -28,15 +28,15 @@ entries), "tensors": {name: entry}}``. Every entry has ``method``, ``dtype`` and
 
 * ``cast``: ``stored_dtype`` float32|float16|bfloat16, the original shape; decode = to float32.
 * ``raw``: integer tensor stored as is (``stored_dtype`` = ``dtype``).
-* ``affine``: ``bits`` (1-8), ``granularity`` ``tensor`` | ``channel`` (+ ``axis``), ``packed``
-  (true iff bits < 8) and ``params`` = start index ``s`` into the float32 vector
-  ``params_tensor``: with C channels (1 per tensor), ``scale = P[s : s+C]`` and
-  ``offset = P[s+C : s+2C]``; the vector is exactly the concatenation of all entries'
-  slices. Codes are uint8, in C order of ``shape``: unpacked with the original shape when
-  bits = 8, else bit-packed: code ``i`` occupies bits ``[i*bits, (i+1)*bits)`` of the byte
-  stream, bit ``j`` of the stream being bit ``j % 8`` (LSB first) of byte ``j // 8``.
-  Decode (in float64, rounded once to float32) ``x = offset[c] + scale[c] * code``, ``c``
-  the element's index along ``axis``.
+* ``affine``: ``bits`` (1-8), ``granularity`` ``tensor`` | ``channel`` (+ ``axis``),
+  ``packed`` (bool; neurep packs whenever bits < 8 unless told not to) and ``params`` = start
+  index ``s`` into the float32 vector ``P`` named by ``params_tensor``: with C channels (1 per
+  tensor), ``scale = P[s : s+C]`` and ``offset = P[s+C : s+2C]``; ``P`` is exactly the
+  concatenation of all entries' slices. Codes are uint8 in C order of ``shape``: unpacked with
+  the original shape, or (``packed``) a 1-D tensor of ``ceil(n * bits / 8)`` bytes where code
+  ``i`` occupies bits ``[i*bits, (i+1)*bits)`` of the stream, stream bit ``j`` being bit
+  ``j % 8`` (LSB first) of byte ``j // 8``. Decode in float64, rounded once to float32:
+  ``x = offset[c] + scale[c] * code``, ``c`` the element's index along ``axis``.
 
 Arrays (``quantize_array``) use the same fields in one dict without ``stored``/``params``:
 ``scale`` and ``offset`` are JSON lists, codes are never packed, and bfloat16 is stored as
@@ -55,7 +55,7 @@ Decisions (see also docs of each function)
   error. Per-channel is chosen when ``sse_channel * 2**(16 * extra / n) < sse_tensor``: it is
   never chosen when its error is not smaller, and on small tensors (many channels, few
   elements each) the parameter bytes rarely pay.
-* **Bit packing.** Codes of fewer than 8 bits are bit-packed (little-endian bit order,
+* **Bit packing.** Codes of fewer than 8 bits are bit-packed unless ``pack=False`` (LSB first,
   ``ceil(n * bits / 8)`` bytes in a 1-D uint8 tensor). The zip member is stored, not deflated,
   so without packing int4..int7 would cost exactly as many bytes as int8; packing saves
   ``(8 - bits) / 8`` of the code bytes (50 % at int4). The price is that a plain safetensors
@@ -244,6 +244,7 @@ def quantize_tensors(
     granularity: str = "auto",
     min_numel: int = MIN_QUANT_NUMEL,
     keep_vectors: bool = True,
+    pack: bool = True,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Quantise a state dict for ``weights.safetensors``.
 
@@ -255,6 +256,8 @@ def quantize_tensors(
         float precisions.
     min_numel: floating tensors with fewer elements stay float16 under integer precisions.
     keep_vectors: floating tensors with < 2 dims (biases, norms) stay float16 too.
+    pack: bit-pack codes of < 8 bits; ``False`` keeps one uint8 per code in the original
+        shape (bigger, unless a lossless coder follows).
 
     Returns ``(stored, qinfo)``: ``stored`` name -> contiguous CPU tensor of a dtype safetensors
     writes (uint8 codes, float16/bfloat16/float32, the ``"__qparams__"`` float32 vector);
@@ -298,7 +301,7 @@ def quantize_tensors(
             entries[name] = entry
             continue
         codes, scale, offset, used, axis = _quantize_rows(x.numpy(), bits, granularity, (0, 1), 8)
-        packed = bits < 8
+        packed = pack and bits < 8
         flat = _pack(codes.reshape(-1), bits) if packed else codes
         stored[name] = torch.from_numpy(np.ascontiguousarray(flat))
         entry.update(method="affine", bits=bits, granularity=used, packed=packed)
@@ -364,7 +367,7 @@ def expected_stored(qinfo: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
         _require(_is_int(bits) and 1 <= bits <= 8, f"entry {name!r}: bad bits {bits!r}")
         channels = _granularity(e, shape, name)
         packed = e.get("packed")
-        _require(packed is (bits < 8), f"entry {name!r}: 'packed' must be {bits < 8}")
+        _require(isinstance(packed, bool), f"entry {name!r}: 'packed' must be true or false")
         n = math.prod(shape)
         out[stored] = ("uint8", (_packed_len(n, bits),) if packed else shape)
         start = e.get("params")
