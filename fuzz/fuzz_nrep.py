@@ -129,12 +129,14 @@ def write_seeds(directory: str) -> None:
     for label, (embedding, chunks) in cases.items():
         metadata = {
             "modality": {"name": label, "configuration": {"shape": [8, 8], "fps": 25.0}},
+            "signal": {"shape": [1, 3, 8, 8], "loss": "mse"},
             "decoder": {"name": "tiny", "configuration": {"strides": [2, 2], "act": "silu"}},
             "encoder": None,
             "embedding": {
                 "array": "embedding",
                 "shape": list(embedding.shape),
                 "dtype": embedding.dtype.name,
+                "precision": "float32",
                 "quantization": None,
             },
             "weights": {"precision": "float32", "quantization": None},

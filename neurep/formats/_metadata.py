@@ -33,6 +33,7 @@ _VERSION_PATTERN = re.compile(r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})")
 _CLOSED_OBJECTS: Final[tuple[tuple[str, ...], ...]] = (
     (),
     ("modality",),
+    ("signal",),
     ("decoder",),
     ("encoder",),
     ("embedding",),

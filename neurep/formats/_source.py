@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import weakref
 from typing import Final
 
 from neurep.errors import FormatError
@@ -29,6 +30,8 @@ class ByteSource:
         self._fd = fd
         self._closed = False
         self._lock = threading.Lock()
+        # an unclosed reader must not leak its descriptor (data loaders open thousands)
+        self._finalizer = weakref.finalize(self, os.close, fd) if fd is not None else None
 
     @classmethod
     def open(cls, path_or_bytes: object) -> ByteSource:
@@ -97,9 +100,9 @@ class ByteSource:
         """Close the file descriptor (no-op for bytes or when already closed)."""
         self._closed = True
         self._data = None
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
+        self._fd = None
+        if self._finalizer is not None:
+            self._finalizer()  # closes the descriptor once
 
 
 def _pread(fd: int, size: int, offset: int) -> bytes:

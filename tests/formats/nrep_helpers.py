@@ -24,12 +24,14 @@ def make_metadata(embedding: np.ndarray, **overrides: Any) -> dict[str, Any]:
     """Caller-side metadata for an embedding array named "embedding"."""
     metadata = {
         "modality": {"name": "array", "configuration": {"shape": [8, 8], "dtype": "float32"}},
+        "signal": {"shape": [embedding.shape[0] if embedding.ndim else 1, 1, 8, 8], "loss": "mse"},
         "decoder": {"name": "tiny", "configuration": {"channels": [4, 2], "act": "silu"}},
         "encoder": None,
         "embedding": {
             "array": "embedding",
             "shape": list(embedding.shape),
             "dtype": embedding.dtype.name,
+            "precision": "float32",
             "quantization": None,
         },
         "weights": {"precision": "float32", "quantization": None},

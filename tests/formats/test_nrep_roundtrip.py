@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -340,3 +341,16 @@ def test_quantised_codes_are_zstd_compressed_when_it_pays_and_plain_zarr_reads_t
     store = zarr.storage.ZipStore(path, mode="r")
     np.testing.assert_array_equal(zarr.open_group(store, mode="r")["embedding"][1], codes[1])
     store.close()
+
+
+def test_an_unclosed_reader_does_not_leak_its_file_descriptor(small_file, tmp_path):
+    import gc
+
+    path = tmp_path / "x.nrep"
+    path.write_bytes(small_file)
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    for _ in range(50):
+        assert open_nrep(path).metadata["format"] == "neurep"
+    gc.collect()
+    if before is not None:
+        assert len(os.listdir("/proc/self/fd")) <= before + 1

@@ -43,7 +43,7 @@ def test_every_schema_field_is_documented_in_format_md():
     schema = metadata_schema()
     for key in schema["properties"]:
         assert f"`{key}" in text, key
-    for parent in ("embedding", "weights"):
+    for parent in ("signal", "embedding", "weights"):
         for key in schema["properties"][parent]["properties"]:
             assert f"`{parent}.{key}`" in text, f"{parent}.{key}"
     for section in ("## 7. Decoder architectures", "## 8. Quantisation", "fuzz/fuzz_nrep.py"):
@@ -105,3 +105,12 @@ def test_version_policy():
         assert validate_metadata(newer, source="m")["novelty"] == 1
     with pytest.raises(FormatError, match="novelty"):
         validate_metadata({**newer, "format_version": "1.0"}, source="m")
+
+
+def test_a_newer_minor_may_add_keys_inside_every_closed_object():
+    newer = _complete()
+    newer["format_version"] = "1.1"
+    for key in ("modality", "signal", "decoder", "embedding", "weights"):
+        newer[key]["added_in_1_1"] = True
+    with pytest.warns(UserWarning, match="signal/added_in_1_1"):
+        validate_metadata(newer, source="m")
