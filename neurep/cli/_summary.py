@@ -119,10 +119,15 @@ def _bytes(count: Any) -> str:
 
 
 def _quantization_note(quantization: Any) -> str:
-    if not isinstance(quantization, dict) or not quantization:
+    """`` (quantised: affine)`` when values are stored as codes; empty for plain casts."""
+    if not isinstance(quantization, dict):
         return ""
-    scheme = quantization.get("name") or quantization.get("scheme") or quantization.get("bits")
-    return f" (quantised: {scheme})" if scheme is not None else " (quantised)"
+    tensors = quantization.get("tensors")
+    entries = list(tensors.values()) if isinstance(tensors, dict) else [quantization]
+    methods = {entry.get("method") for entry in entries if isinstance(entry, dict)}
+    methods.discard(None)
+    methods.discard("cast")
+    return f" (quantised: {', '.join(sorted(map(str, methods)))})" if methods else ""
 
 
 def _is_number(value: Any) -> bool:

@@ -16,6 +16,8 @@ from neurep.cli._common import (
 )
 from neurep.cli._summary import derive, quality_text
 
+PRECISIONS = ("float32", "float16", "bfloat16", "int8", "int7", "int6", "int5", "int4")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -35,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--modality", default=None, help="force a modality (image, array, ...) instead of guessing"
+    )
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=PRECISIONS,
+        help="storage precision of the decoder weights and embedding (default: float32)",
     )
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
@@ -58,6 +66,7 @@ def _fit(args: argparse.Namespace) -> int:
         preset=args.preset,
         steps=args.steps,
         seed=args.seed,
+        precision=args.precision,
         progress=not args.quiet,
         device=args.device,
     )

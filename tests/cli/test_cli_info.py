@@ -15,11 +15,14 @@ from neurep.modalities import ArrayAdapter, ImageAdapter
 HEIGHT, WIDTH = 24, 40
 
 
-def _write_datum(path, modality_config, *, quality=None, parameters=1234):
+def _write_datum(
+    path, modality_config, *, quality=None, parameters=1234, signal_shape=(1, 3, 5, 5)
+):
     embedding = np.zeros((1, 4, 3, 5), dtype=np.float16)
     weights = {"head.weight": torch.zeros(3, 8), "head.bias": torch.zeros(3)}
     metadata = {
         "modality": modality_config,
+        "signal": {"shape": list(signal_shape), "loss": "mse"},
         "decoder": {"name": "toy-decoder", "configuration": {"channels": [8, 3]}},
         "encoder": None,
         "embedding": {"array": "embedding", "shape": [1, 4, 3, 5], "dtype": "float16"},
