@@ -1,0 +1,90 @@
+"""Regenerate the golden ``.nrep`` files of tests/golden/files (run by hand, not by pytest).
+
+    .venv/bin/python tests/golden/make_golden.py   # files/*.nrep, *.decoded.npy, expected.json
+
+Each case fits a tiny, seeded input for a few steps, saves it, and records what decoding the
+saved file gives (``<case>.decoded.npy`` and its sha256 in ``expected.json``). The committed
+files are then loaded by test_golden.py forever: a change that breaks reading or decoding
+files written earlier fails there. Regenerate only when such a break is intended (a new
+major format version), and say so in the commit message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+HERE = pathlib.Path(__file__).resolve().parent
+FILES = HERE / "files"
+EPOCH = "1767225600"  # 2026-01-01T00:00:00Z: reproducible `created`
+
+
+def _rgb_image() -> np.ndarray:
+    """A smooth 24 x 40 RGB uint8 image (gradients and a disc)."""
+    y, x = np.mgrid[0:24, 0:40]
+    disc = ((y - 12) ** 2 + (x - 25) ** 2 < 60).astype(np.float64)
+    channels = [x / 39.0, y / 23.0, 0.3 + 0.6 * disc]
+    return (np.stack(channels, axis=-1) * 255).round().astype(np.uint8)
+
+
+def _gray_image_uint16() -> np.ndarray:
+    """A 20 x 28 uint16 grayscale ramp with a bright square."""
+    image = np.linspace(0, 40_000, 20 * 28).reshape(20, 28)
+    image[5:12, 8:16] = 65_000
+    return image.astype(np.uint16)
+
+
+def _signal_1d() -> np.ndarray:
+    """A float32 1-D signal of 96 samples in [-2, 3]."""
+    t = np.linspace(0, 6, 96)
+    return (0.5 + 2.5 * np.sin(t) * np.exp(-t / 6)).astype(np.float32)
+
+
+# case name -> (input factory, fit keyword arguments)
+CASES: dict[str, tuple[Callable[[], np.ndarray], dict]] = {
+    "image_rgb_uint8": (_rgb_image, {"precision": "float16"}),
+    "image_gray_uint16_int8": (
+        _gray_image_uint16,
+        {"precision": "int8", "embedding_precision": "int6"},
+    ),
+    "array_1d_float32": (_signal_1d, {"modality": "array", "precision": "float32"}),
+}
+
+
+def main() -> int:
+    import neurep
+
+    os.environ["SOURCE_DATE_EPOCH"] = EPOCH
+    torch.set_num_threads(1)
+    FILES.mkdir(exist_ok=True)
+    expected = {}
+    for case, (make_input, options) in CASES.items():
+        datum = neurep.fit(
+            make_input(), preset="fast", steps=30, seed=0, progress=False, device="cpu", **options
+        )
+        path = FILES / f"{case}.nrep"
+        size = datum.save(path)
+        decoded = np.asarray(neurep.load(path).decode())
+        np.save(FILES / f"{case}.decoded.npy", decoded, allow_pickle=False)
+        expected[case] = {
+            "file_bytes": size,
+            "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "decoded_shape": list(decoded.shape),
+            "decoded_dtype": decoded.dtype.name,
+            "decoded_sha256": hashlib.sha256(np.ascontiguousarray(decoded).tobytes()).hexdigest(),
+        }
+        print(f"{case}: {size} bytes, decoded {decoded.shape} {decoded.dtype}")
+    (FILES / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parents[1]))
+    raise SystemExit(main())
