@@ -374,6 +374,8 @@ def test_size_estimate_from_shapes_bounds_the_real_size(precision):
         else:
             n_channels = 16 + 32 + 40 + 3  # the most each 2-d+ tensor could take
             assert real <= bound <= real + 8 * n_channels + 16
+    plain = stored_nbytes(quantize_tensors(sd, precision, granularity="tensor", pack=False)[0])
+    assert plain == estimate_stored_nbytes(shapes, precision, granularity="tensor", pack=False)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -563,6 +565,7 @@ def test_array_per_channel_along_the_embedding_axis():
         lambda c, q: q.update(scale=q["scale"][:-1]),
         lambda c, q: q.update(scale=[float("nan")] * len(q["scale"])),
         lambda c, q: q.update(offset=["0"] * len(q["offset"])),
+        lambda c, q: q.update(offset=[1e300] * len(q["offset"])),
         lambda c, q: q.update(scale=[-1.0] * len(q["scale"])),
         lambda c, q: q.update(axis=7),
         lambda c, q: q.update(method="zfp"),

@@ -447,6 +447,7 @@ def estimate_stored_nbytes(
     granularity: str = "auto",
     min_numel: int = MIN_QUANT_NUMEL,
     keep_vectors: bool = True,
+    pack: bool = True,
 ) -> int:
     """Size of the safetensors member for float tensors of these shapes, before any values exist.
 
@@ -469,7 +470,8 @@ def estimate_stored_nbytes(
                 shape, dtype=_FLOAT_DTYPES[precision if bits is None else "float16"]
             )
             continue
-        dummy[name] = torch.zeros((_packed_len(n, bits),) if bits < 8 else shape, dtype=torch.uint8)
+        packed = pack and bits < 8
+        dummy[name] = torch.zeros((_packed_len(n, bits),) if packed else shape, dtype=torch.uint8)
         axes = () if granularity == "tensor" or len(shape) < 2 else (0,)
         axes = (0, 1) if axes and granularity == "auto" else axes
         n_params += 2 * max([shape[a] for a in axes if shape[a] > 1] + [1])
@@ -564,9 +566,12 @@ def dequantize_array(codes: Any, qinfo: Any) -> np.ndarray:
             out = codes.astype(np.float32)
         _require(bool(np.isfinite(out).all()), "array has non-finite values")
         return out
-    scale = np.asarray(qinfo["scale"], dtype=np.float64).astype(np.float32)
-    offset = np.asarray(qinfo["offset"], dtype=np.float64).astype(np.float32)
-    _require(bool(np.isfinite(scale).all() & np.isfinite(offset).all()), "non-finite parameters")
+    with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused below
+        scale = np.asarray(qinfo["scale"], dtype=np.float64).astype(np.float32)
+        offset = np.asarray(qinfo["offset"], dtype=np.float64).astype(np.float32)
+    _require(
+        bool(np.isfinite(scale).all() & np.isfinite(offset).all()), "parameters beyond float32"
+    )
     _require(bool((scale >= 0).all()), "negative scale")
     _require(codes.size == 0 or int(codes.max()) < (1 << qinfo["bits"]), "codes above bits")
     return _values(codes.reshape(-1), shape, scale, offset, qinfo.get("axis", 0))
