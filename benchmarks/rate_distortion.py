@@ -152,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--codecs", default=",".join(ALL_CODECS), help="subset of neurep,jpeg,webp")
     ap.add_argument("--precision", default="int8", help="neurep weight precision")
     ap.add_argument("--steps", type=int, default=None, help="neurep fitting steps (smoke runs)")
+    ap.add_argument("--preset", default=None, help="neurep fitting preset (default: fit's)")
+    ap.add_argument("--device", default=None, help="torch device for fitting, e.g. cuda")
     ap.add_argument("--name", default="kodak", help="results are rd_<name>.json / .png")
     ap.add_argument("--out-dir", default=str(DEFAULT_OUT))
     ap.add_argument("--anchors", default=str(cc.DEFAULT_ANCHORS), help="published curves JSON")
@@ -160,8 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     codecs = cc.parse_codecs(args.codecs, ALL_CODECS)
     target_bpp = cc.parse_floats(args.bpp)
     fit_kwargs: dict = {"precision": args.precision}
-    if args.steps is not None:
-        fit_kwargs["steps"] = args.steps
+    for key in ("steps", "preset", "device"):
+        if getattr(args, key) is not None:
+            fit_kwargs[key] = getattr(args, key)
     if "neurep" in codecs:
         _neurep_fit({"max_bytes": 0, **fit_kwargs})  # fail before any work if unsupported
     paths = cc.list_images(args.data, args.images)
