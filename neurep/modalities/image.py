@@ -15,6 +15,9 @@ file path (PNG/JPEG/...)    numpy array of the file's pixels as ``numpy.asarray(
                             Only the first frame is read and the EXIF orientation is not applied.
 ==========================  =====================================================================
 
+Files are read with Pillow, so they carry Pillow's limits: 16-bit RGB(A) PNGs arrive as 8-bit
+RGB(A) (16-bit grayscale is kept), and of a multi-page TIFF only the first page is read.
+
 Scaling to ``[0, 1]``: uint8 by 255, uint16 by 65535, bool as 0/1; every other dtype (floats,
 32-bit ``I`` images) by the datum's own min-max, which is recorded in the configuration.
 Decoding clips to that range and rounds integer dtypes.

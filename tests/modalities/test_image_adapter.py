@@ -17,6 +17,7 @@ from PIL import Image
 from neurep import metrics
 from neurep.errors import InputError
 from neurep.modalities import ImageAdapter, adapter_from_config, resolve
+from neurep.modalities.image import PIL_MODE_DTYPES
 
 KODAK = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "kodak"
 RNG = np.random.default_rng(1234)
@@ -341,3 +342,35 @@ def test_quality_ms_ssim_is_the_standard_one_on_raw_8_bit_values():
     expected = metrics.ms_ssim(original.transpose(2, 0, 1), decoded.transpose(2, 0, 1), 255)
     assert adapter.quality(original, decoded)["ms_ssim"] == pytest.approx(expected)
     assert metrics.ms_ssim_method(170, 172) == "ms-ssim"
+
+
+def test_palette_image_with_transparency_is_read_as_rgba():
+    image = Image.fromarray(_rgb_uint8(6, 6)).convert("P")
+    image.info["transparency"] = 0
+    adapter, signal = ImageAdapter.from_object(image)
+    assert signal.shape[1] == 4 and adapter.from_signal(signal).mode == "RGBA"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mode=st.sampled_from(sorted(set(PIL_MODE_DTYPES) - {"F"})),
+    height=st.integers(1, 9),
+    width=st.integers(2, 9),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_pil_images_of_integer_modes_round_trip_exactly(mode, height, width, seed):
+    dtype = np.dtype(PIL_MODE_DTYPES[mode])
+    channels = {"LA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "CMYK": 4}
+    shape = (height, width, channels[mode]) if mode in channels else (height, width)
+    generator = np.random.default_rng(seed)
+    if dtype.kind == "b":
+        image = Image.fromarray(generator.random(shape) > 0.5)
+    else:
+        info = np.iinfo(dtype)
+        low, high = max(info.min, -(2**20)), min(info.max, 2**20)
+        pixels = generator.integers(low, high, shape, endpoint=True).astype(dtype)
+        image = Image.frombytes(mode, (width, height), pixels.tobytes())
+    adapter, signal = ImageAdapter.from_object(image)
+    decoded = adapter_from_config(json.loads(json.dumps(adapter.to_config()))).from_signal(signal)
+    assert decoded.mode == mode and decoded.size == image.size
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(image))
