@@ -354,3 +354,22 @@ def test_an_unclosed_reader_does_not_leak_its_file_descriptor(small_file, tmp_pa
     gc.collect()
     if before is not None:
         assert len(os.listdir("/proc/self/fd")) <= before + 1
+
+
+def test_the_on_disk_bytes_are_pinned(tmp_path, monkeypatch):
+    """Same inputs, same bytes. If this fails after a deliberate change to the layout, update
+    docs/FORMAT.md and the pin; after a zarr upgrade, check the zarr.json diff is harmless."""
+    from neurep.formats import _writer
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+    monkeypatch.setattr(_writer, "_library_versions", lambda: {"neurep": "pinned"})
+    metadata, arrays, tensors = small_inputs()
+    path = tmp_path / "pinned.nrep"
+    write_nrep(path, metadata=metadata, arrays=arrays, tensors=tensors)
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digest == PINNED_SHA256, digest
+
+
+PINNED_SHA256 = "32efd06fde9ec80b58567fadeb92ef4fbf65e3372b2730c694544ea51f79bbf9"
