@@ -26,6 +26,8 @@ class ReadLimits:
         max_members: most ZIP members (one per zarr chunk, plus metadata members).
         max_metadata_bytes: largest JSON document (a ``zarr.json`` member or the safetensors
             header) that is parsed.
+        max_total_metadata_bytes: most bytes of all ``zarr.json`` members together (all are
+            parsed when the file is opened).
         max_json_depth: deepest nesting of objects/arrays in any JSON document.
         max_json_nodes: most values (objects, arrays, strings, numbers...) in one JSON document
             (the safetensors header may have ``16 * max_tensors``); bounds validation time.
@@ -40,6 +42,7 @@ class ReadLimits:
     max_file_bytes: int = 4 * GiB
     max_members: int = 200_000
     max_metadata_bytes: int = 4 * MiB
+    max_total_metadata_bytes: int = 16 * MiB
     max_json_depth: int = 32
     max_json_nodes: int = 50_000
     max_string_chars: int = 65_536

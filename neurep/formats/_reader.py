@@ -78,6 +78,7 @@ class NrepReader:
         self._source = source
         self._limits = limits
         self._index = ZipIndex.parse(source, limits)
+        self._check_metadata_volume()
         self.path: str | None = source.path
         self.nbytes: int = source.size
         self.metadata: dict[str, Any] = self._read_metadata()
@@ -96,6 +97,18 @@ class NrepReader:
         return load_json(
             self._index.read(member), source=self._source.name, what=what, limits=self._limits
         )
+
+    def _check_metadata_volume(self) -> None:
+        total = sum(
+            member.size
+            for name, member in self._index.members.items()
+            if name == ROOT_METADATA or name.endswith("/" + ROOT_METADATA)
+        )
+        if total > self._limits.max_total_metadata_bytes:
+            raise ResourceLimitError(
+                f"{self._source.name}: its zarr.json members hold {total} bytes, more than "
+                f"ReadLimits.max_total_metadata_bytes={self._limits.max_total_metadata_bytes}"
+            )
 
     def _read_metadata(self) -> dict[str, Any]:
         name = self._source.name

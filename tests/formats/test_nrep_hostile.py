@@ -358,6 +358,15 @@ def test_deeply_nested_or_huge_free_form_metadata_is_bounded(small_file):
     assert time.perf_counter() - started < 1.0
     with pytest.raises(ResourceLimitError, match="max_metadata_bytes"):
         open_nrep(small_file, limits=ReadLimits(max_metadata_bytes=100))
+    many_arrays = build_zip(
+        [*members_of(small_file)]
+        + [
+            (f"a{i}/zarr.json", dict(members_of(small_file))["embedding/zarr.json"])
+            for i in range(20)
+        ]
+    )
+    with pytest.raises(ResourceLimitError, match="max_total_metadata_bytes"):
+        open_nrep(many_arrays, limits=ReadLimits(max_total_metadata_bytes=8000))
 
 
 # -- zarr array metadata -----------------------------------------------------------------------
