@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 
@@ -353,6 +354,33 @@ def test_same_input_gives_bit_identical_output(precision):
     assert safetensors.torch.save(a_stored) == safetensors.torch.save(b_stored)
     a, b = dequantize_tensors(a_stored, a_q), dequantize_tensors(b_stored, b_q)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("precision", "digest"),
+    [
+        ("int8", "5b7717fbe43ec9d6"),
+        ("int6", "acd872b8f77ade77"),
+        ("int4", "6d6207dc5bba2138"),
+        ("float16", "46e6a84e4c6200c3"),
+    ],
+)
+def test_stored_bytes_are_pinned(precision, digest):
+    # Golden: the stored bytes of a fixed input. A change here changes what files hold, so it
+    # needs a new qinfo version, not a new digest.
+    rng = np.random.default_rng(2026)
+    gain = np.logspace(-2, 0, 24, dtype=np.float32).reshape(24, 1, 1, 1)
+    sd = {
+        "a": torch.from_numpy(rng.normal(size=(24, 16, 3, 3)).astype(np.float32) * gain),
+        "b": torch.from_numpy(rng.normal(size=(16, 40)).astype(np.float32)),
+        "c": torch.from_numpy(rng.normal(size=(40,)).astype(np.float32)),
+    }
+    stored, _ = quantize_tensors(sd, precision)
+    h = hashlib.sha256()
+    for name in sorted(stored):
+        h.update(name.encode())
+        h.update(stored[name].contiguous().view(torch.uint8).numpy().tobytes())
+    assert h.hexdigest()[:16] == digest
 
 
 def test_int4_file_is_much_smaller_than_int8_and_float16():
