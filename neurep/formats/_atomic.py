@@ -34,7 +34,8 @@ def atomic_write(
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
-            os.fchmod(file.fileno(), mode) if hasattr(os, "fchmod") else None
+            if hasattr(os, "fchmod"):  # POSIX; elsewhere the default mode stands
+                os.fchmod(file.fileno(), mode)
             os.fsync(file.fileno())
         if check is not None:
             check(temporary)

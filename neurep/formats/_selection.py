@@ -11,8 +11,6 @@ from typing import Any
 
 import numpy as np
 
-Selection = int | slice | type(Ellipsis) | tuple | None
-
 
 def normalize_selection(
     selection: Any, shape: tuple[int, ...]
