@@ -1,0 +1,146 @@
+"""Kodak fit benchmark: LPNet-S3K (paper and default presets) and LPNet-Conv, side by side.
+
+For each image (kodim01-08 by default) every configuration is fitted in turn (interleaved, so
+all see the same machine load), saved, loaded and decoded. Per image and on average: PSNR and
+MS-SSIM of the decoded uint8 image, decoder parameters, real `.nrep` bytes and bpp, fit wall
+time, and decode wall time (load + decode of the file, median of 3).
+
+    python benchmarks/kodak_fit.py                        # all 8 images, 3 configurations
+    python benchmarks/kodak_fit.py --images 2 --steps 20  # a smoke run
+
+Writes benchmarks/results/kodak_fit.json (updated after every fit, so an interrupted run keeps
+what it measured) and kodak_fit.png (PSNR vs bpp beside ../shared/anchors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import neurep
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from plotting import plot_points  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "kodak"
+ANCHORS = REPO.parent / "shared" / "anchors" / "kodak_rd_reference.json"
+RESULTS = REPO / "benchmarks" / "results"
+CONFIGURATIONS = {
+    "LPNet-S3K (paper preset)": "paper",
+    "LPNet-S3K (default preset)": "balanced",
+    "LPNet-Conv (default settings)": "balanced-conv",
+}
+
+
+def measure(image_path: Path, preset: str, steps: int | None, workdir: Path) -> dict:
+    """Fit one image with one preset; everything measured on real files."""
+    original = np.asarray(Image.open(image_path).convert("RGB"))
+    started = time.perf_counter()
+    datum = neurep.fit(original, preset=preset, steps=steps, progress=False)
+    fit_seconds = time.perf_counter() - started
+    path = workdir / f"{image_path.stem}.{preset}.nrep"
+    nbytes = datum.save(path)
+    decode_times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        decoded = neurep.load(path).decode()
+        decode_times.append(time.perf_counter() - started)
+    quality = datum.adapter.quality(original, decoded)
+    pixels = original.shape[0] * original.shape[1]
+    return {
+        "image": image_path.name,
+        "preset": preset,
+        "psnr": quality["psnr"],
+        "ms_ssim": quality["ms_ssim"],
+        "decoder_parameters": datum.metadata["fit"]["decoder_parameters"],
+        "nrep_bytes": nbytes,
+        "bpp": nbytes * 8 / pixels,
+        "fit_seconds": fit_seconds,
+        "steps": datum.metadata["fit"]["steps"],
+        "decode_seconds": statistics.median(decode_times),
+        "exact_round_trip": bool(np.array_equal(decoded, datum.decode())),
+    }
+
+
+def summarise(rows: list[dict]) -> dict:
+    summary = {}
+    for name in CONFIGURATIONS:
+        mine = [r for r in rows if r["configuration"] == name]
+        if not mine:
+            continue
+        summary[name] = {
+            "images": len(mine),
+            "mean_psnr": statistics.fmean(r["psnr"] for r in mine),
+            "mean_ms_ssim": statistics.fmean(r["ms_ssim"] for r in mine),
+            "decoder_parameters": mine[0]["decoder_parameters"],
+            "mean_bpp": statistics.fmean(r["bpp"] for r in mine),
+            "median_fit_seconds": statistics.median(r["fit_seconds"] for r in mine),
+            "median_decode_seconds": statistics.median(r["decode_seconds"] for r in mine),
+        }
+    s3k, conv = "LPNet-S3K (default preset)", "LPNet-Conv (default settings)"
+    if s3k in summary and conv in summary:
+        summary["s3k_minus_conv_db"] = summary[s3k]["mean_psnr"] - summary[conv]["mean_psnr"]
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=None, help="override every preset's steps")
+    parser.add_argument("--configurations", default=",".join(CONFIGURATIONS))
+    parser.add_argument("--out", type=Path, default=RESULTS / "kodak_fit.json")
+    args = parser.parse_args(argv)
+    wanted = [c.strip() for c in args.configurations.split(",")]
+    images = sorted(args.data.glob("kodim*.png"))[: args.images]
+    if not images:
+        print(f"no kodim*.png under {args.data}", file=sys.stderr)
+        return 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "kodak_fit",
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "neurep": neurep.__version__,
+        },
+        "steps_override": args.steps,
+        "rows": [],
+        "summary": {},
+    }
+    with tempfile.TemporaryDirectory() as workdir:
+        for image in images:
+            for name in wanted:
+                row = {"configuration": name, **measure(image, CONFIGURATIONS[name], args.steps,
+                                                          Path(workdir))}
+                report["rows"].append(row)
+                report["summary"] = summarise(report["rows"])
+                args.out.write_text(json.dumps(report, indent=2))
+                print(json.dumps(row), flush=True)
+    print(json.dumps(report["summary"], indent=2))
+    points = [{"name": r["configuration"], "bpp": r["bpp"], "psnr": r["psnr"]} for r in
+              report["rows"]]
+    for name, summary in report["summary"].items():
+        if isinstance(summary, dict):
+            points.append({"name": f"{name}, mean", "bpp": summary["mean_bpp"],
+                           "psnr": summary["mean_psnr"]})
+    plot_points(points, args.out.with_suffix(".png"), "Kodak 01-08: LPNet fits (float32 files)",
+                anchors_path=ANCHORS if ANCHORS.exists() else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
