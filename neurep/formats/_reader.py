@@ -19,7 +19,12 @@ from neurep.formats._metadata import (
     NrepFormatWarning,
     validate_metadata,
 )
-from neurep.formats._selection import normalize_selection
+from neurep.formats._selection import (
+    chunk_part,
+    normalize_selection,
+    touched_chunk_count,
+    touched_chunks,
+)
 from neurep.formats._source import ByteSource
 from neurep.formats._weights import (
     WEIGHTS_MEMBER,
@@ -37,6 +42,8 @@ from neurep.formats._zarr_meta import (
 )
 from neurep.formats._zipindex import ZipIndex
 from neurep.formats._zstd import compress_bound, decode_chunk
+
+_SMALL_GRID = 1024  # touched grid cells always walked directly, even if absent
 
 
 def open_nrep(
@@ -137,12 +144,13 @@ class NrepReader:
                 )
             else:
                 chunk_members.append((array_name, rest))
+        present: dict[str, list[tuple[int, ...]]] = {array_name: [] for array_name in arrays}
         for array_name, rest in chunk_members:
             spec = arrays.get(array_name)
             if spec is None or not (rest == "c" or rest.startswith("c/")):
                 unknown.append(f"{array_name}/{rest}")
                 continue
-            parse_chunk_index(spec, rest, source=name)
+            present[array_name].append(parse_chunk_index(spec, rest, source=name))
             size = self._index.members[f"{array_name}/{rest}"].size
             if spec.zstd and not 0 < size <= compress_bound(spec.chunk_nbytes):
                 raise FormatError(
@@ -164,6 +172,7 @@ class NrepReader:
                 ),
                 stacklevel=4,
             )
+        self._present_chunks = present
         return arrays
 
     def _check_cross_references(self) -> None:
@@ -206,35 +215,62 @@ class NrepReader:
         spec = self._arrays.get(name)
         if spec is None:
             raise KeyError(f"{self._source.name}: no array {name!r} (arrays: {self.array_names})")
-        indices, out_shape = normalize_selection(selection, spec.shape)
+        axes = normalize_selection(selection, spec.shape)
+        full_shape = tuple(len(axis.positions) for axis in axes)
+        out_shape = tuple(len(axis.positions) for axis in axes if axis.keep)
         dtype = spec.dtype.newbyteorder("=")
-        out_bytes = math.prod(out_shape) * dtype.itemsize
+        out_bytes = math.prod(full_shape) * dtype.itemsize
         if out_bytes > self._limits.max_decoded_bytes:
             raise ResourceLimitError(
                 f"{self._source.name}: reading {out_shape} of array {name!r} needs {out_bytes} "
                 f"bytes, more than ReadLimits.max_decoded_bytes="
                 f"{self._limits.max_decoded_bytes}; read a smaller selection"
             )
-        full_shape = tuple(len(vector) for vector in indices)
-        out = np.empty(full_shape, dtype=dtype)
-        if out.size:
-            self._fill_from_chunks(spec, indices, out)
+        if not all(full_shape):
+            return np.empty(out_shape, dtype=dtype)
+        positions = [axis.positions for axis in axes]
+        present = self._present_chunks[name]
+        touched = math.prod(
+            touched_chunk_count(r, chunk) for r, chunk in zip(positions, spec.chunks, strict=True)
+        )
+        # Cost is bounded by the chunks actually stored: walk the touched grid cells when they
+        # are few, else only the stored chunks (absent ones read as the fill value).
+        if touched <= len(present) + _SMALL_GRID:
+            out = np.empty(full_shape, dtype=dtype)
+            self._fill_touched(spec, positions, out)
+        else:
+            out = np.full(full_shape, spec.fill_value, dtype=dtype)
+            self._fill_present(spec, positions, present, out)
         return out.reshape(out_shape)
 
-    def _fill_from_chunks(
-        self, spec: ArraySpec, indices: list[np.ndarray], out: np.ndarray
-    ) -> None:
-        """Copy the selected elements of each touched chunk into ``out`` (full-rank)."""
+    def _fill_touched(self, spec: ArraySpec, positions: list[range], out: np.ndarray) -> None:
+        """Fill ``out`` (full-rank) chunk by chunk over every grid cell the selection touches."""
         per_axis = [
-            _group_by_chunk(vector, chunk)
-            for vector, chunk in zip(indices, spec.chunks, strict=True)
+            list(touched_chunks(r, chunk)) for r, chunk in zip(positions, spec.chunks, strict=True)
         ]
         for combination in itertools.product(*per_axis):
-            chunk_index = tuple(item[0] for item in combination)
-            block = self._read_chunk(spec, chunk_index)
-            out_where = np.ix_(*(item[1] for item in combination))
-            in_where = np.ix_(*(item[2] for item in combination))
-            out[out_where] = block[in_where]
+            chunk_index = tuple(chunk_id for chunk_id, _ in combination)
+            output = tuple(part.output for _, part in combination)
+            inside = tuple(part.inside for _, part in combination)
+            out[output] = self._read_chunk(spec, chunk_index)[inside]
+
+    def _fill_present(
+        self,
+        spec: ArraySpec,
+        positions: list[range],
+        present: list[tuple[int, ...]],
+        out: np.ndarray,
+    ) -> None:
+        """Fill ``out`` (pre-filled with the fill value) from the stored chunks only."""
+        for chunk_index in present:
+            parts = [
+                chunk_part(r, chunk, chunk_id)
+                for r, chunk, chunk_id in zip(positions, spec.chunks, chunk_index, strict=True)
+            ]
+            if all(part is not None for part in parts):
+                output = tuple(part.output for part in parts)
+                inside = tuple(part.inside for part in parts)
+                out[output] = self._read_chunk(spec, chunk_index)[inside]
 
     def _read_chunk(self, spec: ArraySpec, chunk_index: tuple[int, ...]) -> np.ndarray:
         member = spec.chunk_member(chunk_index)
@@ -287,20 +323,3 @@ class NrepReader:
             f"NrepReader({self._source.name!r}, {self.nbytes} bytes, "
             f"arrays={list(self.array_names)})"
         )
-
-
-def _group_by_chunk(vector: np.ndarray, chunk: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """Split the index ``vector`` of one axis by chunk.
-
-    Returns ``(chunk id, positions in the output, positions inside the chunk)`` per touched
-    chunk, in O(n log n).
-    """
-    chunk_ids = vector // chunk
-    order = np.argsort(chunk_ids, kind="stable")
-    sorted_ids = chunk_ids[order]
-    starts = np.flatnonzero(np.diff(sorted_ids)) + 1
-    groups = []
-    for positions in np.split(order, starts):
-        chunk_id = int(chunk_ids[positions[0]])
-        groups.append((chunk_id, positions, vector[positions] - chunk_id * chunk))
-    return groups

@@ -655,3 +655,37 @@ def test_random_damage_inside_zstd_chunks_is_a_format_error(zstd_file, flips):
     for position, mask in flips:
         chunk[position % len(chunk)] ^= mask
     works_or_format_error(_with_chunk(zstd_file, bytes(chunk)))
+
+
+def test_a_huge_grid_of_absent_chunks_reads_in_time_bounded_by_stored_chunks(small_file):
+    # 2**26 grid cells of which three are stored: reading everything must not visit each cell
+    edited = _edit_array(
+        small_file,
+        shape=[2**26, 1, 1, 1],
+        chunk_grid={"name": "regular", "configuration": {"chunk_shape": [1, 1, 1, 1]}},
+        data_type="uint8",
+        fill_value=0,
+    )
+    edited = tamper(edited, metadata=_set("embedding/shape", [2**26, 1, 1, 1]))
+    edited = tamper(edited, metadata=_set("embedding/dtype", "uint8"))
+
+    def tiny_chunks(members):
+        return [
+            (
+                name,
+                bytes([7 + int(name.split("/")[2])])
+                if name.startswith("embedding/c/")
+                else payload,
+            )
+            for name, payload in members
+        ]
+
+    edited = tamper(edited, members=tiny_chunks)
+    started = time.perf_counter()
+    with open_nrep(edited) as reader:
+        values = reader.read_array("embedding", (slice(None), 0, 0, 0))
+        strided = reader.read_array("embedding", (slice(None, None, 3), 0, 0, 0))
+    assert time.perf_counter() - started < 5.0
+    assert values.shape == (2**26,) and strided.shape == (-(-(2**26) // 3),)
+    assert values[:3].tolist() == [7, 8, 9] and not values[3:].any()
+    assert strided[:2].tolist() == [7, 0]

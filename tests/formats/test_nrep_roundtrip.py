@@ -373,3 +373,64 @@ def test_the_on_disk_bytes_are_pinned(tmp_path, monkeypatch):
 
 
 PINNED_SHA256 = "32efd06fde9ec80b58567fadeb92ef4fbf65e3372b2730c694544ea51f79bbf9"
+
+
+_sparse = (np.arange(64 * 40, dtype=np.int32).reshape(64, 40) % 997) + 1
+
+
+@pytest.fixture(scope="module")
+def sparse_file(tmp_path_factory):
+    """(bytes, expected values) of a (64, 40) array in 1 x 1 chunks, most chunks absent."""
+    from nrep_helpers import build_zip, members_of
+
+    path = tmp_path_factory.mktemp("sparse") / "s.nrep"
+    write_nrep(
+        path,
+        metadata=make_metadata(_sparse),
+        arrays={"embedding": _sparse},
+        tensors={},
+        array_chunks={"embedding": (1, 1)},
+    )
+    expected = _sparse.copy()
+    kept = []
+    for name, payload in members_of(path.read_bytes()):
+        if name.startswith("embedding/c/"):
+            row, column = (int(part) for part in name.split("/")[2:])
+            if (row * 7 + column * 3) % 5:  # drop 4 chunks out of 5
+                expected[row, column] = 0  # the fill value
+                continue
+        kept.append((name, payload))
+    return build_zip(kept), expected
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_read_array_on_a_sparse_file_equals_numpy_with_the_fill_value(sparse_file, data):
+    content, expected = sparse_file
+    selection = tuple(
+        data.draw(_index(size)) for size in expected.shape[: data.draw(st.integers(0, 2))]
+    )
+    with open_nrep(content) as reader:
+        np.testing.assert_array_equal(
+            reader.read_array("embedding", selection), expected[selection]
+        )
+
+
+def test_both_read_strategies_are_used_on_the_sparse_file(sparse_file, monkeypatch):
+    from neurep.formats import _reader
+
+    calls = []
+    for method in ("_fill_touched", "_fill_present"):
+        original = getattr(_reader.NrepReader, method)
+        monkeypatch.setattr(
+            _reader.NrepReader,
+            method,
+            lambda self, *args, _original=original, _name=method: (
+                calls.append(_name) or _original(self, *args)
+            ),
+        )
+    content, expected = sparse_file
+    with open_nrep(content) as reader:
+        np.testing.assert_array_equal(reader.read_array("embedding"), expected)
+        np.testing.assert_array_equal(reader.read_array("embedding", 5), expected[5])
+    assert calls == ["_fill_present", "_fill_touched"]
