@@ -234,17 +234,19 @@ def _zarr_members(
     chunks in row-major grid order.
     """
     store_dict: dict[str, Any] = {}
-    zarr.create_group(
-        store=zarr.storage.MemoryStore(store_dict=store_dict),
-        attributes={"neurep": metadata},
-        zarr_format=3,
-    )
-    members = [(ROOT_METADATA, store_dict[ROOT_METADATA].to_bytes())]
-    for name, (array, chunk_shape) in sorted(arrays.items()):
-        raw = _encode_array(array, chunk_shape, compressed=False)
-        packed = _encode_array(array, chunk_shape, compressed=True)
-        smaller = packed if _total(packed) < _ZSTD_MIN_SAVING * _total(raw) else raw
-        members.extend((f"{name}/{key}", data) for key, data in smaller)
+    # Compact JSON: zarr's default indent of 2 costs ~5 kB a file, 0.1 bpp on a Kodak image.
+    with zarr.config.set({"json_indent": None}):
+        zarr.create_group(
+            store=zarr.storage.MemoryStore(store_dict=store_dict),
+            attributes={"neurep": metadata},
+            zarr_format=3,
+        )
+        members = [(ROOT_METADATA, store_dict[ROOT_METADATA].to_bytes())]
+        for name, (array, chunk_shape) in sorted(arrays.items()):
+            raw = _encode_array(array, chunk_shape, compressed=False)
+            packed = _encode_array(array, chunk_shape, compressed=True)
+            smaller = packed if _total(packed) < _ZSTD_MIN_SAVING * _total(raw) else raw
+            members.extend((f"{name}/{key}", data) for key, data in smaller)
     return members
 
 
