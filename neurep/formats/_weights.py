@@ -102,7 +102,7 @@ def _tensor_entry(
             f"{where}: tensor {name[:100]!r} must have exactly {sorted(_TENSOR_KEYS)}"
         )
     dtype_code, shape, offsets = spec["dtype"], spec["shape"], spec["data_offsets"]
-    if dtype_code not in SAFETENSORS_DTYPES:
+    if not isinstance(dtype_code, str) or dtype_code not in SAFETENSORS_DTYPES:
         raise FormatError(
             f"{where}: tensor {name[:100]!r} has dtype {str(dtype_code)[:20]!r}, not one of "
             f"{sorted(SAFETENSORS_DTYPES)}"

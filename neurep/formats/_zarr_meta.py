@@ -118,7 +118,7 @@ def parse_array_metadata(doc: Any, *, name: str, source: str, limits: ReadLimits
         raise FormatError(f"{where}: zarr.json has unknown keys {unknown[:10]}")
     shape = _int_list(doc.get("shape"), minimum=0, where=f"{where}: shape", limits=limits)
     data_type = doc.get("data_type")
-    if data_type not in ARRAY_DTYPES:
+    if not isinstance(data_type, str) or data_type not in ARRAY_DTYPES:
         raise FormatError(
             f"{where}: data_type {str(data_type)[:40]!r} is not one of {sorted(ARRAY_DTYPES)}"
         )

@@ -395,6 +395,8 @@ def _edit_array(small_file: bytes, **changes) -> bytes:
         ({"shape": "big"}, "integers", FormatError),
         ({"data_type": "complex64"}, "data_type", FormatError),
         ({"data_type": "float8"}, "data_type", FormatError),
+        ({"data_type": {"name": "float32"}}, "data_type", FormatError),  # found by fuzzing
+        ({"data_type": ["uint8"]}, "data_type", FormatError),
         ({"data_type": "float32"}, "expected 32", FormatError),
         (
             {"codecs": [{"name": "bytes"}, {"name": "gzip", "configuration": {"level": 1}}]},
@@ -518,6 +520,16 @@ def _safetensors(header: dict, data: bytes) -> bytes:
                 {"w": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 2**82]}}, b""
             ),
             "max_elements",
+        ),
+        (
+            _safetensors(
+                {"w": {"dtype": {"F": 32}, "shape": [1], "data_offsets": [0, 4]}}, bytes(4)
+            ),
+            "has dtype",
+        ),
+        (
+            _safetensors({"w": {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]}}, bytes(4)),
+            "has dtype",
         ),
         (
             _safetensors({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, bytes(4)),

@@ -372,7 +372,7 @@ def test_the_on_disk_bytes_are_pinned(tmp_path, monkeypatch):
     assert digest == PINNED_SHA256, digest
 
 
-PINNED_SHA256 = "32efd06fde9ec80b58567fadeb92ef4fbf65e3372b2730c694544ea51f79bbf9"
+PINNED_SHA256 = "744985fc382da7159786858ec18a5b2f2897352a3071ef5bdb71d24c2e9054ea"
 
 
 _sparse = (np.arange(64 * 40, dtype=np.int32).reshape(64, 40) % 997) + 1
