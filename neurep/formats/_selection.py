@@ -12,6 +12,8 @@ import operator
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class AxisSelection:
@@ -63,6 +65,8 @@ def normalize_selection(selection: Any, shape: tuple[int, ...]) -> list[AxisSele
             axes.append(AxisSelection(range(*item.indices(size)), keep=True))
             continue
         try:
+            if isinstance(item, bool | np.bool_):  # numpy reads a bool as a mask, not 0/1
+                raise TypeError
             index = operator.index(item)
         except TypeError:
             raise TypeError(

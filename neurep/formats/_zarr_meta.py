@@ -254,7 +254,8 @@ def _fill_value(doc: dict[str, Any], dtype: np.dtype, where: str) -> Any:
         if isinstance(value, str) and value in _FLOAT_FILL_WORDS:
             return _FLOAT_FILL_WORDS[value]
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            with np.errstate(over="ignore"):  # 1e300 in float16 is inf, as zarr reads it
+                return np.array(float(value)).astype(dtype)[()]
     elif isinstance(value, int) and not isinstance(value, bool):
         info = np.iinfo(dtype)
         if info.min <= value <= info.max:

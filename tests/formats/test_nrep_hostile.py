@@ -224,6 +224,15 @@ def test_unexpected_members_and_chunks_are_rejected(small_file):
     assert_rejected(build_zip([*members_of(small_file), ("other/c/0", bytes(16))]), "unexpected")
 
 
+def test_an_out_of_range_float_fill_value_reads_as_infinity_without_warnings(small_file):
+    members = [m for m in members_of(small_file) if m[0] != "embedding/c/1/0/0/0"]
+    data = _edit_array(build_zip(members), fill_value=1e300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = open_nrep(data).read_array("embedding", 1)
+    assert np.isinf(values).all()
+
+
 def test_a_chunk_of_the_wrong_size_is_rejected(small_file):
     members = [(n, p[:-2] if n == "embedding/c/1/0/0/0" else p) for n, p in members_of(small_file)]
     assert_rejected(build_zip(members), "is 14 bytes, expected 16")

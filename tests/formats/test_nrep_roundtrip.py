@@ -250,6 +250,8 @@ def test_read_array_rejects_bad_selections_like_numpy(volume_file):
             reader.read_array("embedding", (0, 0, 0, 0))
         with pytest.raises(TypeError):
             reader.read_array("embedding", [0, 1])
+        with pytest.raises(TypeError):
+            reader.read_array("embedding", True)
         with pytest.raises(KeyError, match="no array 'nope'"):
             reader.read_array("nope")
 
