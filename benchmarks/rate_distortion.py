@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+import neurep
+
 try:  # python -m benchmarks.rate_distortion
     from benchmarks import classic_codecs as cc
     from benchmarks import plotting
@@ -101,6 +103,7 @@ def run(
 ) -> list[dict]:
     """Every codec on every image at every target -> one CompressAI-layout dict per codec."""
     rows: dict[str, dict[str, list]] = {c: {} for c in codecs}
+    unreachable: set[float] = set()
     for path in paths:
         image = cc.load_rgb(path)
         pixels = image.shape[0] * image.shape[1]
@@ -109,18 +112,32 @@ def run(
         for bpp in target_bpp:
             target = int(bpp * pixels / 8)
             if "neurep" in codecs:
-                point = measure_neurep(path, image, target, fit_kwargs, workdir)
+                try:
+                    point = measure_neurep(path, image, target, fit_kwargs, workdir)
+                except neurep.InputError as error:  # budget below the smallest datum
+                    log(f"{path.stem} {bpp} bpp: neurep cannot reach it: {error}")
+                    unreachable.add(bpp)
+                    for c in codecs:
+                        rows[c][path.stem].append(None)
+                    continue
                 rows["neurep"][path.stem].append(point)
                 target = point["bytes"]  # the classic codecs get neurep's real bytes
             for c in codecs:
                 if c != "neurep":
                     rows[c][path.stem].append(cc.measure(c, image, target))
             log(_progress(path.stem, bpp, codecs, rows))
+    if unreachable:  # keep only the targets every image reached, for every codec alike
+        keep = [i for i, b in enumerate(target_bpp) if b not in unreachable]
+        target_bpp = [target_bpp[i] for i in keep]
+        for c in codecs:
+            for stem in rows[c]:
+                rows[c][stem] = [rows[c][stem][i] for i in keep]
     out = []
     for c in codecs:
         if c == "neurep":
             desc = _neurep_description(fit_kwargs)
             out.append(cc.summarise("neurep", desc, target_bpp, rows[c]))
+            out[-1]["unreachable_target_bpp"] = sorted(unreachable)
         else:
             out.append(cc.summarise(cc.CODECS[c].label, cc.describe(c), target_bpp, rows[c]))
     return out
@@ -150,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=None, help="use only the first N images")
     ap.add_argument("--bpp", default=",".join(map(str, DEFAULT_BPP)), help="comma-separated")
     ap.add_argument("--codecs", default=",".join(ALL_CODECS), help="subset of neurep,jpeg,webp")
-    ap.add_argument("--precision", default="int8", help="neurep weight precision")
+    ap.add_argument(
+        "--precision", default=None, help="neurep weight precision (default: fit chooses int8-int4)"
+    )
     ap.add_argument("--steps", type=int, default=None, help="neurep fitting steps (smoke runs)")
     ap.add_argument("--preset", default=None, help="neurep fitting preset (default: fit's)")
     ap.add_argument("--device", default=None, help="torch device for fitting, e.g. cuda")
@@ -161,8 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     codecs = cc.parse_codecs(args.codecs, ALL_CODECS)
     target_bpp = cc.parse_floats(args.bpp)
-    fit_kwargs: dict = {"precision": args.precision}
-    for key in ("steps", "preset", "device"):
+    fit_kwargs: dict = {}
+    for key in ("precision", "steps", "preset", "device"):
         if getattr(args, key) is not None:
             fit_kwargs[key] = getattr(args, key)
     if "neurep" in codecs:
