@@ -46,6 +46,28 @@ from neurep.formats._zstd import compress_bound, decode_chunk
 _SMALL_GRID = 1024  # touched grid cells always walked directly, even if absent
 
 
+class _DecodeBudget:
+    """Bytes one ``read_array`` call may still decode (chunks are decoded whole).
+
+    Without it, a small file of highly compressible zstd chunks could make one read decode
+    gigabytes chunk after chunk.
+    """
+
+    def __init__(self, remaining: int, source: str, array: str) -> None:
+        self.remaining = remaining
+        self.source = source
+        self.array = array
+
+    def spend(self, nbytes: int) -> None:
+        self.remaining -= nbytes
+        if self.remaining < 0:
+            raise ResourceLimitError(
+                f"{self.source}: reading this selection of array {self.array!r} decodes more "
+                "than ReadLimits.max_decoded_bytes (result plus whole chunks); read a smaller "
+                "selection or raise the limit"
+            )
+
+
 def open_nrep(
     path_or_bytes: str | os.PathLike | bytes | bytearray | memoryview,
     *,
@@ -235,15 +257,18 @@ class NrepReader:
         )
         # Cost is bounded by the chunks actually stored: walk the touched grid cells when they
         # are few, else only the stored chunks (absent ones read as the fill value).
+        budget = _DecodeBudget(self._limits.max_decoded_bytes - out_bytes, self._source.name, name)
         if touched <= len(present) + _SMALL_GRID:
             out = np.empty(full_shape, dtype=dtype)
-            self._fill_touched(spec, positions, out)
+            self._fill_touched(spec, positions, out, budget)
         else:
             out = np.full(full_shape, spec.fill_value, dtype=dtype)
-            self._fill_present(spec, positions, present, out)
+            self._fill_present(spec, positions, present, out, budget)
         return out.reshape(out_shape)
 
-    def _fill_touched(self, spec: ArraySpec, positions: list[range], out: np.ndarray) -> None:
+    def _fill_touched(
+        self, spec: ArraySpec, positions: list[range], out: np.ndarray, budget: _DecodeBudget
+    ) -> None:
         """Fill ``out`` (full-rank) chunk by chunk over every grid cell the selection touches."""
         per_axis = [
             list(touched_chunks(r, chunk)) for r, chunk in zip(positions, spec.chunks, strict=True)
@@ -252,7 +277,8 @@ class NrepReader:
             chunk_index = tuple(chunk_id for chunk_id, _ in combination)
             output = tuple(part.output for _, part in combination)
             inside = tuple(part.inside for _, part in combination)
-            out[output] = self._read_chunk(spec, chunk_index)[inside]
+            block = self._read_chunk(spec, chunk_index, budget)
+            out[output] = spec.fill_value if block is None else block[inside]
 
     def _fill_present(
         self,
@@ -260,6 +286,7 @@ class NrepReader:
         positions: list[range],
         present: list[tuple[int, ...]],
         out: np.ndarray,
+        budget: _DecodeBudget,
     ) -> None:
         """Fill ``out`` (pre-filled with the fill value) from the stored chunks only."""
         for chunk_index in present:
@@ -270,12 +297,18 @@ class NrepReader:
             if all(part is not None for part in parts):
                 output = tuple(part.output for part in parts)
                 inside = tuple(part.inside for part in parts)
-                out[output] = self._read_chunk(spec, chunk_index)[inside]
+                block = self._read_chunk(spec, chunk_index, budget)
+                assert block is not None  # only stored chunks are listed
+                out[output] = block[inside]
 
-    def _read_chunk(self, spec: ArraySpec, chunk_index: tuple[int, ...]) -> np.ndarray:
+    def _read_chunk(
+        self, spec: ArraySpec, chunk_index: tuple[int, ...], budget: _DecodeBudget
+    ) -> np.ndarray | None:
+        """The chunk at ``chunk_index`` (shape ``spec.chunks``), or None if it is not stored."""
         member = spec.chunk_member(chunk_index)
         if member not in self._index.members:
-            return np.full(spec.chunks, spec.fill_value, dtype=spec.dtype.newbyteorder("="))
+            return None
+        budget.spend(spec.chunk_nbytes)
         raw = self._index.read(member)
         if spec.zstd:
             raw = decode_chunk(raw, spec.chunk_nbytes, f"{self._source.name}: chunk {member!r}")

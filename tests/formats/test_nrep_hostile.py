@@ -710,3 +710,19 @@ def test_a_huge_grid_of_absent_chunks_reads_in_time_bounded_by_stored_chunks(sma
     assert values.shape == (2**26,) and strided.shape == (-(-(2**26) // 3),)
     assert values[:3].tolist() == [7, 8, 9] and not values[3:].any()
     assert strided[:2].tolist() == [7, 0]
+
+
+def test_decoding_many_compressible_chunks_is_bounded_per_read(tmp_path):
+    from nrep_helpers import make_metadata
+
+    from neurep.formats import write_nrep
+
+    zeros = np.zeros((16, 1 << 20), dtype=np.uint8)  # 16 chunks of 1 MiB that zstd shrinks
+    path = tmp_path / "bomb.nrep"
+    write_nrep(path, metadata=make_metadata(zeros), arrays={"embedding": zeros}, tensors={})
+    assert path.stat().st_size < 20_000
+    limits = ReadLimits(max_decoded_bytes=4 << 20)
+    with open_nrep(path, limits=limits) as reader:
+        assert reader.read_array("embedding", (slice(0, 3), 0)).tolist() == [0, 0, 0]
+        with pytest.raises(ResourceLimitError, match="decodes more than"):
+            reader.read_array("embedding", (slice(None), 0))  # 16 bytes out, 16 MiB decoded
