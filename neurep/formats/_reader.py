@@ -341,6 +341,21 @@ class NrepReader:
         return load_tensors(data, source=name)
 
     # -- lifetime ------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle as "reopen this path" (or these bytes), e.g. for DataLoader workers."""
+        if self._source.closed:
+            raise ValueError(f"{self._source.name}: cannot pickle a closed reader")
+        origin = self.path if self.path is not None else self._source.read(0, self.nbytes)
+        return {"origin": origin, "limits": self._limits}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        source = ByteSource.open(state["origin"])
+        try:
+            self.__init__(source, state["limits"])
+        except BaseException:
+            source.close()
+            raise
+
     def close(self) -> None:
         """Release the file; later reads raise ``ValueError``."""
         self._source.close()

@@ -96,6 +96,11 @@ class ByteSource:
                 remaining -= len(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
     def close(self) -> None:
         """Close the file descriptor (no-op for bytes or when already closed)."""
         self._closed = True

@@ -436,3 +436,20 @@ def test_both_read_strategies_are_used_on_the_sparse_file(sparse_file, monkeypat
         np.testing.assert_array_equal(reader.read_array("embedding"), expected)
         np.testing.assert_array_equal(reader.read_array("embedding", 5), expected[5])
     assert calls == ["_fill_present", "_fill_touched"]
+
+
+def test_a_reader_pickles_as_a_reopen_for_data_loader_workers(small_file, tmp_path):
+    import pickle
+
+    path = tmp_path / "x.nrep"
+    path.write_bytes(small_file)
+    for origin in (path, small_file):
+        with open_nrep(origin) as reader:
+            clone = pickle.loads(pickle.dumps(reader))
+        with clone:
+            assert clone.metadata == open_nrep(small_file).metadata
+            assert clone.read_array("embedding", 2).shape == (2, 2, 2)
+    closed = open_nrep(small_file)
+    closed.close()
+    with pytest.raises(ValueError, match="closed"):
+        pickle.dumps(closed)
