@@ -124,21 +124,29 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as workdir:
         for image in images:
             for name in wanted:
-                row = {"configuration": name, **measure(image, CONFIGURATIONS[name], args.steps,
-                                                          Path(workdir))}
+                row = {
+                    "configuration": name,
+                    **measure(image, CONFIGURATIONS[name], args.steps, Path(workdir)),
+                }
                 report["rows"].append(row)
                 report["summary"] = summarise(report["rows"])
                 args.out.write_text(json.dumps(report, indent=2))
                 print(json.dumps(row), flush=True)
     print(json.dumps(report["summary"], indent=2))
-    points = [{"name": r["configuration"], "bpp": r["bpp"], "psnr": r["psnr"]} for r in
-              report["rows"]]
+    points = [
+        {"name": r["configuration"], "bpp": r["bpp"], "psnr": r["psnr"]} for r in report["rows"]
+    ]
     for name, summary in report["summary"].items():
         if isinstance(summary, dict):
-            points.append({"name": f"{name}, mean", "bpp": summary["mean_bpp"],
-                           "psnr": summary["mean_psnr"]})
-    plot_points(points, args.out.with_suffix(".png"), "Kodak 01-08: LPNet fits (float32 files)",
-                anchors_path=ANCHORS if ANCHORS.exists() else None)
+            points.append(
+                {"name": f"{name}, mean", "bpp": summary["mean_bpp"], "psnr": summary["mean_psnr"]}
+            )
+    plot_points(
+        points,
+        args.out.with_suffix(".png"),
+        "Kodak 01-08: LPNet fits (float32 files)",
+        anchors_path=ANCHORS if ANCHORS.exists() else None,
+    )
     return 0
 
 

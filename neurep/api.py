@@ -16,9 +16,9 @@ from neurep.datum import NeuralDatum
 from neurep.errors import InputError
 from neurep.fitting import fit_signal, get_preset, plan
 from neurep.fitting.rate import PRECISION_LADDER, choose_for_budget, lower_precisions
-from neurep.models import build
 from neurep.formats import NrepReader, open_nrep
 from neurep.modalities import resolve
+from neurep.models import build
 
 __all__ = ["NeuralDatum", "fit", "load", "open", "save"]
 
@@ -84,8 +84,12 @@ def fit(
     if max_bytes is not None:
         ladder = (precision,) if precision else PRECISION_LADDER
         candidate = choose_for_budget(
-            chosen, signal.shape[1], spatial, max_bytes,
-            lambda models, p, path: _dry_run_size(adapter, signal, models, p, path), ladder,
+            chosen,
+            signal.shape[1],
+            spatial,
+            max_bytes,
+            lambda models, p, path: _dry_run_size(adapter, signal, models, p, path),
+            ladder,
         )
         chosen, models, precision = candidate.preset, candidate.plan, candidate.precision
     else:
@@ -103,8 +107,9 @@ def fit(
         description=f"neurep fit ({adapter.name}, {chosen.name})",
     )
     embedding = result.embedding.numpy().astype(np.float32)
-    metadata = _metadata(adapter, signal, models, result.decoder, embedding, precision,
-                         embedding_precision)
+    metadata = _metadata(
+        adapter, signal, models, result.decoder, embedding, precision, embedding_precision
+    )
     metadata["fit"].update(
         preset=chosen.name,
         steps=result.steps,
@@ -196,16 +201,27 @@ def _dry_run_size(adapter, signal, models, precision: str, path: Path) -> int:
     metadata["fit"].update(_DRY_RUN_FIT_FIELDS)
     datum = NeuralDatum(metadata, decoder=decoder, embedding=embedding)
     datum.freeze_storage()
-    datum.metadata["quality"] = {"psnr": 12.345678901234567, "ms_ssim": 0.12345678901234567,
-                                 "lossless": False}
+    datum.metadata["quality"] = {
+        "psnr": 12.345678901234567,
+        "ms_ssim": 0.12345678901234567,
+        "lossless": False,
+    }
     return datum.save(path)
 
 
 # Values as long as real ones, so the dry-run metadata is as big as the final one.
 _DRY_RUN_FIT_FIELDS = {
-    "preset": "balanced-conv", "steps": 100000, "learning_rate": 0.005, "seed": 0,
-    "wall_time_s": 12345.678, "device": "cuda", "threads": 128, "machine": "x86_64",
-    "final_training_psnr": 12.3456, "budget_bytes": 10**12, "target_psnr": 12.345678901234567,
+    "preset": "balanced-conv",
+    "steps": 100000,
+    "learning_rate": 0.005,
+    "seed": 0,
+    "wall_time_s": 12345.678,
+    "device": "cuda",
+    "threads": 128,
+    "machine": "x86_64",
+    "final_training_psnr": 12.3456,
+    "budget_bytes": 10**12,
+    "target_psnr": 12.345678901234567,
 }
 
 
@@ -230,6 +246,6 @@ def load(path: str | os.PathLike) -> NeuralDatum:
     return NeuralDatum.from_file(path)
 
 
-def open(path: str | os.PathLike) -> NrepReader:  # noqa: A001 - the verb the brief asks for
+def open(path: str | os.PathLike) -> NrepReader:
     """Read only a file's metadata: ``neurep.open(p).metadata``; no weights are read."""
     return open_nrep(path)

@@ -1,7 +1,7 @@
 """The main job on one image: fit, save, load, decode; print quality, size and time.
 
-    python -m neurep.demo                    # the bundled sample (neurep/data/sample.png)
-    python -m neurep.demo photo.png --preset paper --out outputs/
+python -m neurep.demo                    # the bundled sample (neurep/data/sample.png)
+python -m neurep.demo photo.png --preset paper --out outputs/
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def sample_path() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m neurep.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m neurep.demo", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("image", nargs="?", type=Path, default=None, help="an image file")
     parser.add_argument("--preset", default="balanced")
     parser.add_argument("--steps", type=int, default=None)

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
+from neurep.fitting.presets import Plan
 from neurep.models import build
 from neurep.models.registry import ConfigurableModule
-from neurep.fitting.presets import Plan
 
 __all__ = ["FitResult", "fit_signal", "pad_to", "psnr_from_mse"]
 
@@ -41,7 +40,11 @@ def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
 
 def pad_to(signal: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """(B, C, *S) -> (B, C, *shape), padding at the far end by replicating the border."""
-    pads = [p for s, t in zip(reversed(signal.shape[2:]), reversed(shape)) for p in (0, t - s)]
+    pads = [
+        p
+        for s, t in zip(reversed(signal.shape[2:]), reversed(shape), strict=True)
+        for p in (0, t - s)
+    ]
     if not any(pads):
         return signal
     if signal.dim() - 2 > 3:
@@ -111,7 +114,10 @@ def fit_signal(
     for step in range(steps):
         for group in optimiser.param_groups:
             group["lr"] = _learning_rate(
-                step, steps, plan.preset.learning_rate, plan.preset.warmup_steps,
+                step,
+                steps,
+                plan.preset.learning_rate,
+                plan.preset.warmup_steps,
                 plan.preset.final_lr_fraction,
             )
         recon = _crop(decoder(encoder(padded)), spatial)

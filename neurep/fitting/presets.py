@@ -96,11 +96,11 @@ def plan(preset: Preset, channels: int, spatial: Sequence[int]) -> Plan:
     else:
         first = _first_stride(min(spatial))
     strides = [first] + [2] * (stages - 1)
-    if preset.encoder != "lpnet" or preset.projection == "conv":
+    convolutional = preset.encoder != "lpnet" or preset.projection == "conv"
+    if convolutional and first >= 4 and stages >= 2:
         # Convolutional encoders do better with more uniform strides (paper Table A4:
         # [16, 4, 2, 2] for LPNet-Conv on Kodak); keep the same total stride.
-        if first >= 4 and stages >= 2:
-            strides = [first // 2, 4] + [2] * (stages - 2)
+        strides = [first // 2, 4] + [2] * (stages - 2)
     total = math.prod(strides)
     padded = tuple(math.ceil(s / total) * total for s in spatial)
     encoder_config: dict[str, Any] = {

@@ -64,7 +64,10 @@ class ConvTransposeDecoder(ConfigurableModule):
         widths: Sequence[int],
     ) -> None:
         super().__init__(
-            ndim=ndim, in_channels=in_channels, out_channels=out_channels, strides=strides,
+            ndim=ndim,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            strides=strides,
             widths=widths,
         )
         _check(strides, [*widths, out_channels])
@@ -72,13 +75,13 @@ class ConvTransposeDecoder(ConfigurableModule):
         channels = [in_channels, *widths, out_channels]
         self.ups = nn.ModuleList(
             conv_transpose_nd(ndim, c_in, c_out, stride, stride=stride)
-            for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides)
+            for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides, strict=True)
         )
         self.refines = nn.ModuleList(_Refine(width, ndim) for width in widths)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(B, E, *s) -> (B, C, *s * prod(strides))."""
-        for up, refine in zip(self.ups[:-1], self.refines):
+        for up, refine in zip(self.ups[:-1], self.refines, strict=True):
             z = refine(F.silu(up(z)))
         return self.ups[-1](z)
 
@@ -102,8 +105,13 @@ class NeRVDecoder(ConfigurableModule):
         head_kernel: int = 3,
     ) -> None:
         super().__init__(
-            ndim=ndim, in_channels=in_channels, out_channels=out_channels, strides=strides,
-            widths=widths, kernel_size=kernel_size, head_kernel=head_kernel,
+            ndim=ndim,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            strides=strides,
+            widths=widths,
+            kernel_size=kernel_size,
+            head_kernel=head_kernel,
         )
         _check(strides, widths)
         self.total_stride = math.prod(strides)
@@ -111,12 +119,12 @@ class NeRVDecoder(ConfigurableModule):
         channels = [in_channels, *widths]
         self.convs = nn.ModuleList(
             conv_nd(ndim, c_in, c_out * stride**ndim, kernel_size, padding=kernel_size // 2)
-            for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides)
+            for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides, strict=True)
         )
         self.head = conv_nd(ndim, widths[-1], out_channels, head_kernel, padding=head_kernel // 2)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(B, E, *s) -> (B, C, *s * prod(strides))."""
-        for conv, stride in zip(self.convs, self.strides):
+        for conv, stride in zip(self.convs, self.strides, strict=True):
             z = F.silu(pixel_shuffle_nd(conv(z), stride))
         return self.head(z)

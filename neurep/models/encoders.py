@@ -65,8 +65,13 @@ class LPNetEncoder(ConfigurableModule):
         blocks_per_stage: int = 1,
     ) -> None:
         super().__init__(
-            ndim=ndim, in_channels=in_channels, strides=strides, widths=widths,
-            projection=projection, state_size=state_size, blocks_per_stage=blocks_per_stage,
+            ndim=ndim,
+            in_channels=in_channels,
+            strides=strides,
+            widths=widths,
+            projection=projection,
+            state_size=state_size,
+            blocks_per_stage=blocks_per_stage,
         )
         if len(strides) != len(widths) or not strides:
             raise ValueError("strides and widths must be non-empty and of equal length")
@@ -78,11 +83,11 @@ class LPNetEncoder(ConfigurableModule):
             S3KConvNd(in_channels, width, window, ndim=ndim, state_size=state_size)
             if projection == "s3k"
             else conv_nd(ndim, in_channels, width, window, stride=window)
-            for width, window in zip(widths, windows)
+            for width, window in zip(widths, windows, strict=True)
         )
         self.downs = nn.ModuleList(
             conv_nd(ndim, c_in, c_out, stride, stride=stride)
-            for c_in, c_out, stride in zip(widths[:-1], widths[1:], strides[1:])
+            for c_in, c_out, stride in zip(widths[:-1], widths[1:], strides[1:], strict=True)
         )
         self.stages = nn.ModuleList(_stage(width, ndim, blocks_per_stage) for width in widths)
 
@@ -90,7 +95,9 @@ class LPNetEncoder(ConfigurableModule):
         """(B, C, *S) -> (B, widths[-1], *S/prod(strides))."""
         levels = laplacian_pyramid(x, len(self.projections))
         features = None
-        for j, (project, stage, level) in enumerate(zip(self.projections, self.stages, levels)):
+        for j, (project, stage, level) in enumerate(
+            zip(self.projections, self.stages, levels, strict=True)
+        ):
             projected = project(level)
             features = projected if j == 0 else self.downs[j - 1](features) + projected
             features = stage(features)
@@ -114,7 +121,10 @@ class ConvNeXtEncoder(ConfigurableModule):
         blocks_per_stage: int = 1,
     ) -> None:
         super().__init__(
-            ndim=ndim, in_channels=in_channels, strides=strides, widths=widths,
+            ndim=ndim,
+            in_channels=in_channels,
+            strides=strides,
+            widths=widths,
             blocks_per_stage=blocks_per_stage,
         )
         if len(strides) != len(widths) or not strides:
@@ -123,11 +133,11 @@ class ConvNeXtEncoder(ConfigurableModule):
         channels = [in_channels, *widths]
         self.downs = nn.ModuleList(
             conv_nd(ndim, c_in, c_out, stride, stride=stride)
-            for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides)
+            for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides, strict=True)
         )
         self.stages = nn.ModuleList(_stage(width, ndim, blocks_per_stage) for width in widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for down, stage in zip(self.downs, self.stages):
+        for down, stage in zip(self.downs, self.stages, strict=True):
             x = stage(down(x))
         return x

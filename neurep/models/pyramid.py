@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
@@ -37,6 +39,6 @@ def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
         gaussian.append(downsample(gaussian[-1]))
     bands = [
         fine - upsample(coarse, tuple(fine.shape[2:]))
-        for fine, coarse in zip(gaussian[:-1], gaussian[1:])
+        for fine, coarse in itertools.pairwise(gaussian)
     ]
     return [*bands, gaussian[-1]]

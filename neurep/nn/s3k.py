@@ -50,7 +50,10 @@ def conv_output_shape(
     spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]
 ) -> tuple[int, ...]:
     """The ConvNd shape formula: ``floor((S + 2p - K) / s) + 1`` per axis."""
-    return tuple((s + 2 * p - k) // st + 1 for s, k, st, p in zip(spatial, kernel, stride, padding))
+    return tuple(
+        (s + 2 * p - k) // st + 1
+        for s, k, st, p in zip(spatial, kernel, stride, padding, strict=True)
+    )
 
 
 class S3KConvNd(nn.Module):
@@ -185,15 +188,17 @@ class S3KConvNd(nn.Module):
         if self.stride == self.kernel_size:
             # Non-overlapping windows: a reshape and a permute, whose backward is free
             # (unfold's backward zero-fills and scatters).
-            out_shape = conv_output_shape(x.shape[2:], self.kernel_size, self.stride, [0] * self.ndim)
-            for axis, (count, length) in enumerate(zip(out_shape, self.kernel_size)):
+            out_shape = conv_output_shape(
+                x.shape[2:], self.kernel_size, self.stride, [0] * self.ndim
+            )
+            for axis, (count, length) in enumerate(zip(out_shape, self.kernel_size, strict=True)):
                 if x.shape[2 + axis] != count * length:
                     x = x.narrow(2 + axis, 0, count * length)
-            split = [d for pair in zip(out_shape, self.kernel_size) for d in pair]
+            split = [d for pair in zip(out_shape, self.kernel_size, strict=True) for d in pair]
             x = x.reshape(*x.shape[:2], *split)  # (B, C, O_1, K_1, ..., O_d, K_d)
             order = [0, 1, *range(2, 2 + 2 * self.ndim, 2), *range(3, 3 + 2 * self.ndim, 2)]
             return x.permute(order)
-        for axis, (length, step) in enumerate(zip(self.kernel_size, self.stride)):
+        for axis, (length, step) in enumerate(zip(self.kernel_size, self.stride, strict=True)):
             x = x.unfold(2 + axis, length, step)
         return x
 
@@ -235,8 +240,8 @@ class S3KConvNd(nn.Module):
         rows = (x.shape[2] - length) // step + 1
         # Elements of the projected input that one output row reads.
         per_row = x.numel() // x.shape[2] * length * self.hidden_channels // self.in_channels
-        rows_per_chunk = rows if self.chunk_elements is None else max(
-            1, self.chunk_elements // max(per_row, 1)
+        rows_per_chunk = (
+            rows if self.chunk_elements is None else max(1, self.chunk_elements // max(per_row, 1))
         )
         chunks = []
         for start in range(0, rows, rows_per_chunk):
@@ -274,24 +279,27 @@ class S3KConvNd(nn.Module):
 class S3KConv1d(S3KConvNd):
     """:class:`S3KConvNd` with ndim=1: (B, C_in, L) -> (B, C_out, L_out)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=None, padding=0,
-                 **kwargs) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size, stride=None, padding=0, **kwargs
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, ndim=1, **kwargs)
 
 
 class S3KConv2d(S3KConvNd):
     """:class:`S3KConvNd` with ndim=2: (B, C_in, H, W) -> (B, C_out, H_out, W_out)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=None, padding=0,
-                 **kwargs) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size, stride=None, padding=0, **kwargs
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, ndim=2, **kwargs)
 
 
 class S3KConv3d(S3KConvNd):
     """:class:`S3KConvNd` with ndim=3: (B, C_in, D, H, W) -> (B, C_out, D', H', W')."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=None, padding=0,
-                 **kwargs) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size, stride=None, padding=0, **kwargs
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, ndim=3, **kwargs)
 
 
@@ -321,7 +329,7 @@ class _ChunkedRecompute(torch.autograd.Function):
         for (a, b), (out_a, out_b) in ctx.chunks:
             with torch.enable_grad():
                 chunk = x.narrow(2, a, b - a).detach().requires_grad_(want_x)
-                bound = dict(zip(ctx.names, params))
+                bound = dict(zip(ctx.names, params, strict=True))
                 output = torch.func.functional_call(
                     ctx.layer, bound, (chunk,), {"_padded_chunk": True}, strict=False
                 )

@@ -13,7 +13,9 @@ from neurep.fitting.rate import lower_precisions
 IMAGE = np.random.default_rng(0).integers(0, 256, size=(24, 40, 3), dtype=np.uint8)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(budget=st.integers(min_value=2_000, max_value=200_000))
 def test_written_file_never_exceeds_max_bytes(tmp_path_factory, budget):
     path = tmp_path_factory.mktemp("rate") / "budget.nrep"
@@ -30,9 +32,7 @@ def test_written_file_never_exceeds_max_bytes(tmp_path_factory, budget):
 def test_a_bigger_budget_buys_a_bigger_decoder():
     small = neurep.fit(IMAGE, preset="fast", steps=1, progress=False, max_bytes=12_000)
     large = neurep.fit(IMAGE, preset="fast", steps=1, progress=False, max_bytes=120_000)
-    assert (
-        large.metadata["fit"]["decoder_parameters"] > small.metadata["fit"]["decoder_parameters"]
-    )
+    assert large.metadata["fit"]["decoder_parameters"] > small.metadata["fit"]["decoder_parameters"]
 
 
 def test_bpp_is_converted_with_the_image_pixels(tmp_path):

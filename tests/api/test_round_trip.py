@@ -1,4 +1,4 @@
-"""fit -> save -> load -> decode round trips for every input kind the image and array adapters take."""
+"""fit -> save -> load -> decode round trips for each input kind of the image and array adapters."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_numpy_images_come_back_with_their_shape_and_dtype(tmp_path, shape, dtyp
         image = rng.integers(0, np.iinfo(dtype).max, size=shape, endpoint=True).astype(dtype)
     else:
         image = rng.normal(5.0, 2.0, size=shape).astype(dtype)
-    datum, loaded, decoded = _round_trip(image, tmp_path)
+    datum, _, decoded = _round_trip(image, tmp_path)
     assert isinstance(decoded, np.ndarray)
     assert decoded.shape == image.shape and decoded.dtype == image.dtype
     np.testing.assert_array_equal(decoded, datum.decode())
