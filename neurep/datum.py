@@ -6,6 +6,7 @@ A datum comes from :func:`neurep.fit` (everything in memory) or from :func:`neur
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -27,6 +28,15 @@ from neurep.models.registry import ConfigurableModule
 __all__ = ["NeuralDatum"]
 
 EMBEDDING_ARRAY = "embedding"
+#: The most values one decoded item may have (a 16k x 16k RGBA image, a 1024^3 volume).
+MAX_DECODED_ELEMENTS_PER_ITEM = 1 << 30
+
+
+def _integer(value: Any) -> int:
+    """``value`` if it is a plain int (not a bool, float or string), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {value!r:.40}")
+    return value
 
 
 class NeuralDatum:
@@ -62,16 +72,42 @@ class NeuralDatum:
         return datum
 
     def _check_embedding_description(self) -> None:
+        """Check that signal, embedding and decoder agree, before anything is allocated.
+
+        A file's metadata is untrusted: the decode must not be able to ask for an absurd
+        output, and the decoder must consume exactly the embedding the file holds.
+        """
         try:
-            shape = self.metadata["embedding"]["shape"]
-            signal_shape = self.metadata["signal"]["shape"]
-        except (KeyError, TypeError) as error:
-            raise FormatError(f"{self._source}: metadata lacks {error}") from None
-        if len(shape) != len(signal_shape) or shape[0] != signal_shape[0]:
+            embedding_shape = [_integer(v) for v in self.metadata["embedding"]["shape"]]
+            signal_shape = [_integer(v) for v in self.metadata["signal"]["shape"]]
+            decoder = self.metadata["decoder"]["configuration"]
+            in_channels = _integer(decoder["in_channels"])
+            out_channels = _integer(decoder["out_channels"])
+            total_stride = math.prod(_integer(s) for s in decoder["strides"])
+            ndim = _integer(decoder["ndim"])
+        except (KeyError, TypeError, ValueError) as error:
             raise FormatError(
-                f"{self._source}: embedding shape {shape} does not match signal shape "
-                f"{signal_shape}"
-            )
+                f"{self._source}: incomplete decoder/signal metadata: {error}"
+            ) from None
+        problems = []
+        if len(embedding_shape) != len(signal_shape) or len(signal_shape) != ndim + 2:
+            problems.append(f"embedding {embedding_shape} and signal {signal_shape} ranks differ")
+        elif embedding_shape[0] != signal_shape[0]:
+            problems.append("embedding and signal have different item counts")
+        elif embedding_shape[1] != in_channels or signal_shape[1] != out_channels:
+            problems.append("decoder channels do not match the embedding and the signal")
+        else:
+            for latent, size in zip(embedding_shape[2:], signal_shape[2:], strict=True):
+                if not (latent - 1) * total_stride < size <= latent * total_stride:
+                    problems.append(
+                        f"signal size {size} is not what a latent of {latent} decodes to "
+                        f"(stride {total_stride})"
+                    )
+            per_item = out_channels * math.prod(s * total_stride for s in embedding_shape[2:])
+            if per_item > MAX_DECODED_ELEMENTS_PER_ITEM:
+                problems.append(f"one item would decode to {per_item} values")
+        if problems:
+            raise FormatError(f"{self._source}: inconsistent metadata: {'; '.join(problems)}")
 
     @property
     def _source(self) -> str:
@@ -97,12 +133,15 @@ class NeuralDatum:
 
     def _load_decoder(self) -> ConfigurableModule:
         try:
-            decoder = build(self.metadata["decoder"])
+            with torch.device("meta"):  # shapes only: nothing is allocated yet
+                expected = {
+                    k: tuple(v.shape)
+                    for k, v in build(self.metadata["decoder"]).state_dict().items()
+                }
         except (KeyError, ValueError) as error:
             raise FormatError(f"{self._source}: cannot build the decoder: {error}") from None
         stored = self._reader.read_tensors()
         weights = dequantize_tensors(stored, self.metadata["weights"].get("quantization"))
-        expected = decoder.state_dict()
         if set(weights) != set(expected):
             missing, extra = set(expected) - set(weights), set(weights) - set(expected)
             raise FormatError(
@@ -110,11 +149,14 @@ class NeuralDatum:
                 f"(missing {sorted(missing)[:5]}, unexpected {sorted(extra)[:5]})"
             )
         for name, tensor in weights.items():
-            if tuple(tensor.shape) != tuple(expected[name].shape):
+            if tuple(tensor.shape) != expected[name]:
                 raise FormatError(
                     f"{self._source}: weight {name!r} has shape {tuple(tensor.shape)}, the "
-                    f"decoder configuration needs {tuple(expected[name].shape)}"
+                    f"decoder configuration needs {expected[name]}"
                 )
+            if not torch.isfinite(tensor).all():
+                raise FormatError(f"{self._source}: weight {name!r} holds NaN or infinity")
+        decoder = build(self.metadata["decoder"])
         decoder.load_state_dict(weights)
         return decoder.eval()
 
@@ -139,7 +181,12 @@ class NeuralDatum:
         Values are in [0, 1] (clamped; occupancy logits go through a sigmoid).
         """
         embedding = torch.from_numpy(np.ascontiguousarray(self.embedding(items)))
-        output = self.decoder(embedding)
+        if not torch.isfinite(embedding).all():
+            raise FormatError(f"{self._source}: the embedding holds NaN or infinity")
+        try:
+            output = self.decoder(embedding)
+        except RuntimeError as error:  # shapes the checks above did not foresee
+            raise FormatError(f"{self._source}: the decoder failed on this file: {error}") from None
         spatial = tuple(self.metadata["signal"]["shape"][2:])
         output = output[(..., *(slice(0, s) for s in spatial))]
         if self.metadata["signal"].get("loss") == "bce":

@@ -32,11 +32,23 @@ class _Refine(nn.Module):
         return x + self.depthwise(F.silu(x))
 
 
-def _check(strides: Sequence[int], widths: Sequence[int]) -> None:
-    if len(strides) != len(widths) or not strides:
-        raise ValueError("strides and widths must be non-empty and of equal length")
-    if min(strides) < 1 or min(widths) < 1:
-        raise ValueError("strides and widths must be positive")
+#: Bounds on decoder configurations, so a file cannot make neurep build an absurd network.
+MAX_STAGES, MAX_STRIDE, MAX_CHANNELS = 16, 64, 4096
+
+
+def _check(ndim: int, strides: Sequence[int], channels: Sequence[int]) -> None:
+    """Validate a decoder configuration (it may come from an untrusted file)."""
+    if ndim not in (1, 2, 3):
+        raise ValueError(f"ndim must be 1, 2 or 3, not {ndim!r}")
+    if not strides or len(strides) != len(channels) or len(strides) > MAX_STAGES:
+        raise ValueError(f"need 1..{MAX_STAGES} stages with one width each")
+    values = [*strides, *channels]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError("strides and widths must be integers")
+    if not all(1 <= s <= MAX_STRIDE for s in strides):
+        raise ValueError(f"strides must be in 1..{MAX_STRIDE}")
+    if not all(1 <= c <= MAX_CHANNELS for c in channels):
+        raise ValueError(f"widths and channels must be in 1..{MAX_CHANNELS}")
 
 
 @register("conv_transpose")
@@ -70,7 +82,9 @@ class ConvTransposeDecoder(ConfigurableModule):
             strides=strides,
             widths=widths,
         )
-        _check(strides, [*widths, out_channels])
+        _check(ndim, strides, [*widths, out_channels])
+        if not 1 <= in_channels <= MAX_CHANNELS:
+            raise ValueError(f"in_channels must be in 1..{MAX_CHANNELS}")
         self.total_stride = math.prod(strides)
         channels = [in_channels, *widths, out_channels]
         self.ups = nn.ModuleList(
@@ -113,7 +127,11 @@ class NeRVDecoder(ConfigurableModule):
             kernel_size=kernel_size,
             head_kernel=head_kernel,
         )
-        _check(strides, widths)
+        _check(ndim, strides, widths)
+        if not (1 <= in_channels <= MAX_CHANNELS and 1 <= out_channels <= MAX_CHANNELS):
+            raise ValueError(f"channels must be in 1..{MAX_CHANNELS}")
+        if kernel_size not in (1, 3, 5, 7) or head_kernel not in (1, 3, 5, 7):
+            raise ValueError("kernel sizes must be 1, 3, 5 or 7")
         self.total_stride = math.prod(strides)
         self.strides = list(strides)
         channels = [in_channels, *widths]
