@@ -154,8 +154,8 @@ MUTANTS = [
         "output shape",
         "conv_output_shape uses S + p instead of S + 2p",
         "neurep/nn/s3k.py",
-        "return tuple((s + 2 * p - k) // st + 1",
-        "return tuple((s + p - k) // st + 1",
+        "(s + 2 * p - k) // st + 1",
+        "(s + p - k) // st + 1",
     ),
     Mutant(
         "window-check-off-by-one",
@@ -224,7 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="mutant names to run (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed")
+    parser.add_argument(
+        "--check-patterns", action="store_true", help="only check each mutant applies once"
+    )
     args = parser.parse_args(argv)
+    if args.check_patterns:
+        bad = [m.name for m in MUTANTS if (ROOT / m.path).read_text().count(m.old) != 1]
+        print("patterns that no longer match exactly once:", bad or "none")
+        return 1 if bad else 0
     code, failed, _ = run_mutant(None, args.seed)
     if code != 0:
         print(f"the unmutated suite fails: {failed}")
