@@ -16,6 +16,7 @@ Departures from the paper's text, on purpose:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -33,6 +34,9 @@ __all__ = ["DT_RANGE", "LAMBDA_RANGE", "S3KConv1d", "S3KConv2d", "S3KConv3d", "S
 DT_RANGE = (1e-4, 10.0)
 #: Allowed |lam|: lam = -clamp(exp(param), *LAMBDA_RANGE).
 LAMBDA_RANGE = (1e-2, 1e3)
+
+_LOG_DT_RANGE = (math.log(DT_RANGE[0]), math.log(DT_RANGE[1]))
+_LOG_LAMBDA_RANGE = (math.log(LAMBDA_RANGE[0]), math.log(LAMBDA_RANGE[1]))
 
 Implementation = Literal["fast", "reference"]
 
@@ -78,6 +82,8 @@ class S3KConvNd(nn.Module):
         chunk_elements: windows are processed in chunks of rows reading about this many input
             elements, and recomputed chunk by chunk in backward, so peak memory stays near
             that of a plain convolution. None: one chunk, autograd keeps every intermediate.
+            The chunked backward is first-order only: for second derivatives
+            (``create_graph=True``) or ``torch.func.grad``/``vmap`` use None.
 
     Shapes: input (B, C_in, *S) -> output (B, C_out, *O), O from :func:`conv_output_shape`.
     """
@@ -114,6 +120,8 @@ class S3KConvNd(nn.Module):
         self.hidden_channels = hidden_channels or in_channels
         self.adaptive_b = adaptive_b
         self.gate = gate
+        if implementation not in ("fast", "reference"):
+            raise ValueError(f"implementation must be 'fast' or 'reference', not {implementation!r}")
         self.implementation = implementation
         self.chunk_elements = chunk_elements
 
@@ -140,47 +148,69 @@ class S3KConvNd(nn.Module):
     # -- SSM parameters ---------------------------------------------------------------------
     def ssm_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The constrained (lam, dt), each (d, N): lam in -LAMBDA_RANGE, dt in DT_RANGE."""
-        lam = -torch.exp(self.log_neg_lambda).clamp(*LAMBDA_RANGE)
-        dt = torch.exp(self.log_dt).clamp(*DT_RANGE)
+        # Clamp in log space: exp of a huge raw value would overflow to inf before a clamp,
+        # and inf * 0 makes the gradient NaN.
+        lam = -torch.exp(self.log_neg_lambda.clamp(*_LOG_LAMBDA_RANGE))
+        dt = torch.exp(self.log_dt.clamp(*_LOG_DT_RANGE))
         return lam, dt
 
-    def axis_kernels(self, windows: torch.Tensor, batch: int) -> list[torch.Tensor]:
-        """Per-axis kernels for every window.
+    def axis_kernels(
+        self, windows: torch.Tensor, batch: int
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per-axis kernels for every window, and every window's average.
 
         Args:
             windows: (P, K_1..K_d) with P = batch * C * prod(O), ordered (b, c, o...).
             batch: B.
 
         Returns:
-            d tensors (P, N, K_i).
+            d tensors (P, N, K_i), and (P,) window averages (for the gate). With adaptive B
+            the averages ride along the first axis's matmul as one extra column, which saves
+            a full pass over the windows forward and backward.
         """
         lam, dt = self.ssm_parameters()
         num_windows = windows.shape[0]
+        averages = None
         kernels = []
         for axis, length in enumerate(self.kernel_size):
             coefficients = s3k_coefficients(lam[axis], dt[axis], length).to(windows.dtype)
             if self.adaptive_b:
-                b = self._adaptive_b(windows, axis)  # (P, N, K_i)
+                b = self._adaptive_b(windows, axis)  # (P, N, K_i) (+1 row on axis 0)
+                if axis == 0:
+                    averages = b[:, -1].sum(dim=1)  # (P,)
+                    b = b[:, :-1]
             else:
                 per_channel = self.b_fixed[axis].to(windows.dtype)  # (C, N)
                 positions = num_windows // (batch * per_channel.shape[0])
                 b = per_channel[None, :, None, :, None].expand(batch, -1, positions, -1, length)
                 b = b.reshape(num_windows, self.state_size, length)  # (P, N, K_i)
             kernels.append(coefficients * b)  # (P, N, K_i)
-        return kernels
+        if averages is None:
+            averages = windows.mean(dim=tuple(range(1, self.ndim + 1)))
+        return kernels, averages
 
     def _adaptive_b(self, windows: torch.Tensor, axis: int) -> torch.Tensor:
-        """B for axis ``axis`` from the window's other axes: (P, K..) -> (P, N, K_axis)."""
+        """B for axis ``axis`` from the window's other axes: (P, K..) -> (P, N, K_axis).
+
+        For axis 0 one more row is returned: the window sum over the other axes divided by
+        the window size, so that summing it over K_0 gives the window average.
+        """
         shape = windows.shape[1:]
         before, length = math.prod(shape[:axis]), shape[axis]
+        weight = self.b_weight[axis].to(windows.dtype)  # (prod of other axes, N)
+        bias = self.b_bias[axis].to(windows.dtype)[None, :, None]  # (1, N, 1)
+        if axis == 0:  # contract the trailing axes: one GEMM over (P * K_0) rows
+            mean_column = torch.full_like(weight[:, :1], 1.0 / math.prod(shape))
+            weight = torch.cat([weight, mean_column], dim=1)  # (Z, N + 1)
+            bias = torch.cat([bias, bias.new_zeros(1, 1, 1)], dim=1)
+            b = torch.matmul(windows.reshape(windows.shape[0], length, -1), weight)
+            return b.transpose(1, 2) + bias  # (P, N + 1, K_0)
+        if axis == self.ndim - 1:  # contract the leading axes: W^T broadcast over windows
+            grouped = windows.reshape(windows.shape[0], before, length)  # (P, A, K)
+            return torch.matmul(weight.transpose(0, 1), grouped) + bias  # (P, N, K)
         grouped = windows.reshape(windows.shape[0], before, length, -1)  # (P, A, K, Z)
-        weight = self.b_weight[axis].to(windows.dtype)
         weight = weight.reshape(before, -1, self.state_size)  # (A, Z, N)
-        if before == 1:  # the first axis: a plain matmul over the trailing axes
-            b = torch.matmul(grouped[:, 0], weight[0]).transpose(1, 2)  # (P, N, K)
-        else:
-            b = torch.einsum("pakz,azn->pnk", grouped, weight)  # (P, N, K)
-        return b + self.b_bias[axis].to(windows.dtype)[None, :, None]
+        return torch.einsum("pakz,azn->pnk", grouped, weight) + bias  # (P, N, K)
 
     # -- forward ----------------------------------------------------------------------------
     def extract_windows(self, x: torch.Tensor) -> torch.Tensor:
@@ -243,11 +273,12 @@ class S3KConvNd(nn.Module):
         rows_per_chunk = (
             rows if self.chunk_elements is None else max(1, self.chunk_elements // max(per_row, 1))
         )
-        chunks = []
-        for start in range(0, rows, rows_per_chunk):
-            stop = min(rows, start + rows_per_chunk)
-            chunks.append(((start * step, (stop - 1) * step + length), (start, stop)))
-        return chunks
+        count = -(-rows // rows_per_chunk)  # ceil: chunks needed
+        bounds = [rows * i // count for i in range(count + 1)]  # as even as possible
+        return [
+            ((start * step, (stop - 1) * step + length), (start, stop))
+            for start, stop in itertools.pairwise(bounds)
+        ]
 
     def _forward_windows(self, x: torch.Tensor) -> torch.Tensor:
         """The layer on an already padded input: (B, C_in, *S) -> (B, C_out, *O)."""
@@ -256,13 +287,12 @@ class S3KConvNd(nn.Module):
         windows = self.extract_windows(projected)  # (B, C, *O, *K)
         out_shape = windows.shape[2 : 2 + self.ndim]
         flat = windows.reshape(-1, *self.kernel_size)  # (P, *K), P = B*C*prod(O)
-        kernels = self.axis_kernels(flat, batch)  # d x (P, N, K_i)
+        kernels, averages = self.axis_kernels(flat, batch)  # d x (P, N, K_i), (P,)
         contract = contract_windows if self.implementation == "fast" else contract_windows_reference
         states = contract(flat, kernels)  # (P, N)
         states = states.reshape(batch, self.hidden_channels, -1, self.state_size).sum(1)
         states = states.transpose(1, 2).reshape(batch, self.state_size, *out_shape)  # (B,N,*O)
         if self.gate:
-            averages = flat.mean(dim=tuple(range(1, self.ndim + 1)))  # (P,)
             residual = self.res_proj(averages.reshape(batch, -1, *out_shape))  # (B, N, *O)
             states = states * F.silu(residual) + residual
         return self.out_proj(states)  # (B, C_out, *O)
@@ -304,10 +334,11 @@ class S3KConv3d(S3KConvNd):
 
 
 class _ChunkedRecompute(torch.autograd.Function):
-    """Run an S3K layer chunk by chunk and recompute each chunk in backward.
+    """Run an S3K layer chunk by chunk and recompute chunks in backward.
 
     Every output row depends only on its own input rows, so the backward pass can redo one
-    chunk at a time: only the input and the parameters are kept between the passes. The
+    chunk at a time: only the input and the parameters are kept between the passes, plus the
+    graph of the last chunk, which backward needs first (so it is never recomputed). The
     recompute binds the saved parameters by name (``functional_call``), so it is also right
     under ``torch.func`` transforms that substitute parameters.
     """
@@ -316,9 +347,26 @@ class _ChunkedRecompute(torch.autograd.Function):
     def forward(ctx, layer: S3KConvNd, x: torch.Tensor, chunks, names, *params: torch.Tensor):
         ctx.layer, ctx.chunks, ctx.names = layer, chunks, names
         ctx.save_for_backward(x, *params)
+        outputs = []
         with torch.no_grad():
-            outputs = [layer._forward_windows(x.narrow(2, a, b - a)) for (a, b), _ in chunks]
+            for (a, b), _ in chunks[:-1]:
+                outputs.append(layer._forward_windows(x.narrow(2, a, b - a)))
+        (a, b), _ = chunks[-1]
+        with torch.enable_grad():
+            last_input, last_output = _ChunkedRecompute._run(ctx, x, params, a, b)
+        ctx.last = (last_input, last_output)
+        outputs.append(last_output.detach())
         return torch.cat(outputs, dim=2)
+
+    @staticmethod
+    def _run(ctx, x, params, a, b):
+        """Forward one chunk with autograd on: (input chunk leaf, output)."""
+        chunk = x.narrow(2, a, b - a).detach().requires_grad_(ctx.needs_input_grad[1])
+        bound = dict(zip(ctx.names, params, strict=True))
+        output = torch.func.functional_call(
+            ctx.layer, bound, (chunk,), {"_padded_chunk": True}, strict=False
+        )
+        return chunk, output
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
@@ -326,13 +374,14 @@ class _ChunkedRecompute(torch.autograd.Function):
         want_x = ctx.needs_input_grad[1]
         grad_x = torch.zeros_like(x) if want_x else None
         grad_params: list[torch.Tensor | None] = [None] * len(params)
-        for (a, b), (out_a, out_b) in ctx.chunks:
-            with torch.enable_grad():
-                chunk = x.narrow(2, a, b - a).detach().requires_grad_(want_x)
-                bound = dict(zip(ctx.names, params, strict=True))
-                output = torch.func.functional_call(
-                    ctx.layer, bound, (chunk,), {"_padded_chunk": True}, strict=False
-                )
+        for index in range(len(ctx.chunks) - 1, -1, -1):  # the kept last chunk first
+            (a, b), (out_a, out_b) = ctx.chunks[index]
+            if index == len(ctx.chunks) - 1 and ctx.last is not None:
+                chunk, output = ctx.last  # usable once; a second backward recomputes
+                ctx.last = None
+            else:
+                with torch.enable_grad():
+                    chunk, output = _ChunkedRecompute._run(ctx, x, params, a, b)
             inputs = ([chunk] if want_x else []) + list(params)
             grads = torch.autograd.grad(
                 output, inputs, grad_output.narrow(2, out_a, out_b - out_a), allow_unused=True

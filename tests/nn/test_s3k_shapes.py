@@ -120,11 +120,6 @@ def test_zero_spatial_dimensions_raise_value_error() -> None:
         S3KConvNd(1, 1, 2, ndim=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: any implementation other than 'fast' silently selects the memory-hungry "
-    "materialised reference (a typo such as 'fsat' is accepted). Fix: validate in __init__.",
-)
 def test_unknown_implementation_name_raises_value_error() -> None:
     with pytest.raises(ValueError, match="implementation"):
         S3KConv2d(1, 1, 2, implementation="fsat")
