@@ -121,7 +121,9 @@ class S3KConvNd(nn.Module):
         self.adaptive_b = adaptive_b
         self.gate = gate
         if implementation not in ("fast", "reference"):
-            raise ValueError(f"implementation must be 'fast' or 'reference', not {implementation!r}")
+            raise ValueError(
+                f"implementation must be 'fast' or 'reference', not {implementation!r}"
+            )
         self.implementation = implementation
         self.chunk_elements = chunk_elements
 
