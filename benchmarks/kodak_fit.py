@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="override every preset's steps")
     parser.add_argument("--configurations", default=",".join(CONFIGURATIONS))
     parser.add_argument("--out", type=Path, default=RESULTS / "kodak_fit.json")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     wanted = [c.strip() for c in args.configurations.split(",")]
     images = sorted(args.data.glob("kodim*.png"))[: args.images]
     if not images:
