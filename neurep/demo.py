@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("image", nargs="?", type=Path, default=None, help="an image file")
     parser.add_argument("--preset", default="balanced")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--precision", default="int8", help="weight storage precision")
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="folder for results")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -40,7 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     target = args.out / (image_path.stem + ".nrep")
 
     started = time.perf_counter()
-    datum = neurep.fit(image_path, preset=args.preset, steps=args.steps, progress=not args.quiet)
+    datum = neurep.fit(
+        image_path,
+        preset=args.preset,
+        steps=args.steps,
+        precision=args.precision,
+        progress=not args.quiet,
+    )
     fit_seconds = time.perf_counter() - started
     nbytes = datum.save(target)
 
@@ -56,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         "image": str(image_path),
         "shape": list(original.shape),
         "preset": args.preset,
+        "precision": args.precision,
         "nrep_file": str(target),
         "nrep_bytes": nbytes,
         "bpp": round(bits_per_pixel(nbytes, original.shape[0] * original.shape[1]), 4),
