@@ -164,9 +164,12 @@ class NeuralDatum:
         """The embedding rows ``items`` (all by default): (B', E, *s) float32."""
         if self._embedding is not None:
             return self._embedding if items is None else self._embedding[items]
-        selection = items if items is not None else slice(None)
-        codes = self._reader.read_array(EMBEDDING_ARRAY, selection)
-        return dequantize_array(codes, self.metadata["embedding"].get("quantization"))
+        qinfo = self.metadata["embedding"].get("quantization")
+        if qinfo is None:  # plain values: read only the chunks of the items asked for
+            return self._reader.read_array(EMBEDDING_ARRAY, items or slice(None))
+        # Quantisation parameters describe the whole array: dequantise it, then select.
+        values = dequantize_array(self._reader.read_array(EMBEDDING_ARRAY, slice(None)), qinfo)
+        return values if items is None else values[items]
 
     @property
     def num_items(self) -> int:
@@ -209,7 +212,8 @@ class NeuralDatum:
         precision = self.metadata["weights"].get("precision", "float32")
         stored, qinfo = quantize_tensors(self.decoder.state_dict(), precision)
         embedding_precision = self.metadata["embedding"].get("precision", "float32")
-        codes, embedding_qinfo = quantize_array(self.embedding(), embedding_precision)
+        # Per embedding channel (axis 1), never per item: any subset of items shares them.
+        codes, embedding_qinfo = quantize_array(self.embedding(), embedding_precision, axis=1)
         self.decoder.load_state_dict(dequantize_tensors(stored, qinfo))
         self._embedding = dequantize_array(codes, embedding_qinfo)
         self.metadata["weights"] = {**self.metadata["weights"], "quantization": qinfo}
