@@ -58,6 +58,10 @@ def measure(image_path: Path, preset: str, steps: int | None, workdir: Path) -> 
         decode_times.append(time.perf_counter() - started)
     quality = datum.adapter.quality(original, decoded)
     pixels = original.shape[0] * original.shape[1]
+    # The same fitted decoder stored at int8 (no refit): what quantisation alone costs.
+    int8_path = workdir / f"{image_path.stem}.{preset}.int8.nrep"
+    int8_bytes = datum.with_precision("int8").save(int8_path)
+    int8_quality = datum.adapter.quality(original, neurep.load(int8_path).decode())
     return {
         "image": image_path.name,
         "preset": preset,
@@ -70,6 +74,10 @@ def measure(image_path: Path, preset: str, steps: int | None, workdir: Path) -> 
         "steps": datum.metadata["fit"]["steps"],
         "decode_seconds": statistics.median(decode_times),
         "exact_round_trip": bool(np.array_equal(decoded, datum.decode())),
+        "int8_psnr": int8_quality["psnr"],
+        "int8_nrep_bytes": int8_bytes,
+        "int8_bpp": int8_bytes * 8 / pixels,
+        "int8_loss_db": quality["psnr"] - int8_quality["psnr"],
     }
 
 
@@ -87,6 +95,10 @@ def summarise(rows: list[dict]) -> dict:
             "mean_bpp": statistics.fmean(r["bpp"] for r in mine),
             "median_fit_seconds": statistics.median(r["fit_seconds"] for r in mine),
             "median_decode_seconds": statistics.median(r["decode_seconds"] for r in mine),
+            "mean_int8_psnr": statistics.fmean(r["int8_psnr"] for r in mine),
+            "mean_int8_bpp": statistics.fmean(r["int8_bpp"] for r in mine),
+            "max_int8_loss_db": max(r["int8_loss_db"] for r in mine),
+            "mean_int8_loss_db": statistics.fmean(r["int8_loss_db"] for r in mine),
         }
     s3k, conv = "LPNet-S3K (default preset)", "LPNet-Conv (default settings)"
     if s3k in summary and conv in summary:

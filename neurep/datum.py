@@ -6,6 +6,7 @@ A datum comes from :func:`neurep.fit` (everything in memory) or from :func:`neur
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from typing import Any
@@ -223,6 +224,27 @@ class NeuralDatum:
             "quantization": embedding_qinfo,
         }
         self._stored = (stored, codes)
+
+    def with_precision(self, precision: str, embedding_precision: str | None = None) -> NeuralDatum:
+        """A copy stored at another precision, quantised from this datum's float32 values.
+
+        Only a float32 datum (fresh from :func:`neurep.fit` or loaded from a float32 file)
+        can be requantised without compounding errors; ``metadata["quality"]`` is copied, not
+        re-measured (the original object is not known here).
+        """
+        if self.metadata["weights"].get("precision", "float32") != "float32":
+            raise ValueError("requantise from a float32 datum, not from quantised weights")
+        if embedding_precision is None:
+            embedding_precision = "int8" if precision.startswith("int") else precision
+        metadata = copy.deepcopy(self.metadata)
+        metadata["weights"] = {"precision": precision, "quantization": None}
+        metadata["embedding"].update(precision=embedding_precision, quantization=None)
+        metadata["embedding"]["dtype"] = "float32"
+        datum = NeuralDatum(
+            metadata, decoder=copy.deepcopy(self.decoder), embedding=np.array(self.embedding())
+        )
+        datum.freeze_storage()
+        return datum
 
     def save(self, path: str | os.PathLike) -> int:
         """Write the datum to ``path`` atomically; returns the file's size in bytes."""
