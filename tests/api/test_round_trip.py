@@ -145,3 +145,15 @@ def test_early_stop_at_a_target_psnr():
     image = np.full((32, 32), 128, dtype=np.uint8)
     datum = neurep.fit(image, preset="fast", steps=200, target_psnr=20.0, progress=False)
     assert datum.metadata["fit"]["steps"] < 200
+
+
+def test_requantising_a_float32_datum_matches_its_saved_file(tmp_path):
+    image = np.random.default_rng(6).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    datum = neurep.fit(image, **FEW_STEPS)
+    small = datum.with_precision("int6")
+    assert small.metadata["weights"]["precision"] == "int6"
+    path = tmp_path / "int6.nrep"
+    assert small.save(path) < datum.save(tmp_path / "float32.nrep")
+    np.testing.assert_array_equal(neurep.load(path).decode(), small.decode())
+    with pytest.raises(ValueError, match="float32"):
+        small.with_precision("int4")
