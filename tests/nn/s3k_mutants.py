@@ -98,8 +98,8 @@ MUTANTS = [
         "fast = reference (chunked)",
         "chunk input stops at stop*stride instead of (stop-1)*stride + window",
         "neurep/nn/s3k.py",
-        "chunks.append(((start * step, (stop - 1) * step + length), (start, stop)))",
-        "chunks.append(((start * step, max(stop * step, start * step + length)), (start, stop)))",
+        "((start * step, (stop - 1) * step + length), (start, stop))",
+        "((start * step, max(stop * step, start * step + length)), (start, stop))",
     ),
     Mutant(
         "chunk-param-grads-overwritten",
@@ -122,8 +122,8 @@ MUTANTS = [
         "unit windows = 1-D",
         "adaptive B adds axis 0's bias on every axis",
         "neurep/nn/s3k.py",
-        "return b + self.b_bias[axis].to(windows.dtype)[None, :, None]",
-        "return b + self.b_bias[0].to(windows.dtype)[None, :, None]",
+        "bias = self.b_bias[axis].to(windows.dtype)[None, :, None]",
+        "bias = self.b_bias[0].to(windows.dtype)[None, :, None]",
     ),
     Mutant(
         "b-weight-rows-fortran-order",
@@ -146,7 +146,7 @@ MUTANTS = [
         "stability",
         "dt = exp(log_dt) without the DT_RANGE clamp",
         "neurep/nn/s3k.py",
-        "dt = torch.exp(self.log_dt).clamp(*DT_RANGE)",
+        "dt = torch.exp(self.log_dt.clamp(*_LOG_DT_RANGE))",
         "dt = torch.exp(self.log_dt)",
     ),
     Mutant(
