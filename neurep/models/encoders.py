@@ -35,6 +35,11 @@ def level_windows(strides: Sequence[int]) -> list[int]:
     return windows
 
 
+def _check_stages(strides: Sequence[int], widths: Sequence[int]) -> None:
+    if len(strides) != len(widths) or not strides:
+        raise ValueError("strides and widths must be non-empty and of equal length")
+
+
 def _stage(width: int, ndim: int, blocks: int) -> nn.Sequential:
     return nn.Sequential(*(InvertedBottleneck(width, ndim) for _ in range(blocks)))
 
@@ -73,8 +78,7 @@ class LPNetEncoder(ConfigurableModule):
             state_size=state_size,
             blocks_per_stage=blocks_per_stage,
         )
-        if len(strides) != len(widths) or not strides:
-            raise ValueError("strides and widths must be non-empty and of equal length")
+        _check_stages(strides, widths)
         if projection not in {"s3k", "conv"}:
             raise ValueError(f"projection must be 's3k' or 'conv', not {projection!r}")
         self.total_stride = math.prod(strides)
@@ -127,8 +131,7 @@ class ConvNeXtEncoder(ConfigurableModule):
             widths=widths,
             blocks_per_stage=blocks_per_stage,
         )
-        if len(strides) != len(widths) or not strides:
-            raise ValueError("strides and widths must be non-empty and of equal length")
+        _check_stages(strides, widths)
         self.total_stride = math.prod(strides)
         channels = [in_channels, *widths]
         self.downs = nn.ModuleList(
