@@ -40,9 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--precision",
-        default="float32",
+        default=None,
         choices=PRECISIONS,
-        help="storage precision of the decoder weights and embedding (default: float32)",
+        help="storage precision of the decoder weights (default: float32, or chosen by a budget)",
+    )
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--bpp", type=float, default=None, help="size budget in bits per pixel (real file bytes)"
+    )
+    budget.add_argument(
+        "--max-bytes", type=positive_int, default=None, help="size budget in bytes of the file"
+    )
+    parser.add_argument(
+        "--psnr", type=float, default=None, help="quality target in dB (stops early, int8 storage)"
     )
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
@@ -67,6 +77,9 @@ def _fit(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
         precision=args.precision,
+        bpp=args.bpp,
+        max_bytes=args.max_bytes,
+        psnr=args.psnr,
         progress=not args.quiet,
         device=args.device,
     )

@@ -159,3 +159,21 @@ def test_int8_precision_makes_a_smaller_file_that_info_calls_quantised(
     assert info.main([str(float_nrep)]) == 0
     weights_line = next(line for line in capsys.readouterr().out.splitlines() if "weights" in line)
     assert "float32" in weights_line and "quantised" not in weights_line
+
+
+def test_max_bytes_budget_is_respected_and_too_small_a_budget_is_one_line(tmp_path, capsys):
+    image = tmp_path / "budget.png"
+    Image.fromarray(_smooth_rgb(24, 40)).save(image)
+    target = tmp_path / "budget.nrep"
+    argv = [str(image), "-o", str(target), "--steps", "1", "-q"]
+    assert fit.main([*argv, "--max-bytes", "60000"]) == 0
+    assert target.stat().st_size <= 60000
+    capsys.readouterr()
+    assert fit.main([*argv, "--max-bytes", "900"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "too small" in err
+
+
+def test_bpp_and_max_bytes_cannot_be_combined(tmp_path, capsys):
+    argv = ["x.png", "-o", str(tmp_path / "x.nrep"), "--bpp", "1", "--max-bytes", "100"]
+    assert fit.main(argv) == 2
