@@ -364,6 +364,9 @@ class _ChunkedRecompute(torch.autograd.Function):
     def _run(ctx, x, params, a, b):
         """Forward one chunk with autograd on: (input chunk leaf, output)."""
         chunk = x.narrow(2, a, b - a).detach().requires_grad_(ctx.needs_input_grad[1])
+        own = dict(ctx.layer.named_parameters())
+        if all(own.get(name) is param for name, param in zip(ctx.names, params, strict=True)):
+            return chunk, ctx.layer._forward_windows(chunk)  # the common case: no rebinding
         bound = dict(zip(ctx.names, params, strict=True))
         output = torch.func.functional_call(
             ctx.layer, bound, (chunk,), {"_padded_chunk": True}, strict=False
