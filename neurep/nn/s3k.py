@@ -348,6 +348,9 @@ class _ChunkedRecompute(torch.autograd.Function):
     @staticmethod
     def forward(ctx, layer: S3KConvNd, x: torch.Tensor, chunks, names, *params: torch.Tensor):
         ctx.layer, ctx.chunks, ctx.names = layer, chunks, names
+        # Inside forward the layer's attributes are exactly ``params`` (also under
+        # functional_call, which swaps them in for the call), so it can be called directly.
+        ctx.direct = True
         ctx.save_for_backward(x, *params)
         outputs = []
         with torch.no_grad():
@@ -364,9 +367,8 @@ class _ChunkedRecompute(torch.autograd.Function):
     def _run(ctx, x, params, a, b):
         """Forward one chunk with autograd on: (input chunk leaf, output)."""
         chunk = x.narrow(2, a, b - a).detach().requires_grad_(ctx.needs_input_grad[1])
-        own = dict(ctx.layer.named_parameters())
-        if all(own.get(name) is param for name, param in zip(ctx.names, params, strict=True)):
-            return chunk, ctx.layer._forward_windows(chunk)  # the common case: no rebinding
+        if ctx.direct:  # the common case: the layer's own parameters, no rebinding
+            return chunk, ctx.layer._forward_windows(chunk)
         bound = dict(zip(ctx.names, params, strict=True))
         output = torch.func.functional_call(
             ctx.layer, bound, (chunk,), {"_padded_chunk": True}, strict=False
@@ -377,8 +379,20 @@ class _ChunkedRecompute(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor):
         x, *params = ctx.saved_tensors
         want_x = ctx.needs_input_grad[1]
-        grad_x = torch.zeros_like(x) if want_x else None
-        grad_params: list[torch.Tensor | None] = [None] * len(params)
+        # Backward runs outside any functional_call: if the saved parameters are not the
+        # layer's own (torch.func substituted them), recompute with them bound by name.
+        own = dict(ctx.layer.named_parameters())
+        ctx.direct = all(own.get(n) is p for n, p in zip(ctx.names, params, strict=True))
+        # Non-overlapping chunks tile the rows: write each chunk's gradient in place and zero
+        # only the rows no window reads. Overlapping chunks must accumulate.
+        tiled = all(prev[0][1] == nxt[0][0] for prev, nxt in itertools.pairwise(ctx.chunks))
+        grad_x = None
+        if want_x:
+            grad_x = torch.empty_like(x) if tiled else torch.zeros_like(x)
+            covered = ctx.chunks[-1][0][1]
+            if tiled and covered < x.shape[2]:
+                grad_x.narrow(2, covered, x.shape[2] - covered).zero_()
+        grad_params: list[torch.Tensor] | None = None
         for index in range(len(ctx.chunks) - 1, -1, -1):  # the kept last chunk first
             (a, b), (out_a, out_b) = ctx.chunks[index]
             if index == len(ctx.chunks) - 1 and ctx.last is not None:
@@ -389,12 +403,20 @@ class _ChunkedRecompute(torch.autograd.Function):
                     chunk, output = _ChunkedRecompute._run(ctx, x, params, a, b)
             inputs = ([chunk] if want_x else []) + list(params)
             grads = torch.autograd.grad(
-                output, inputs, grad_output.narrow(2, out_a, out_b - out_a), allow_unused=True
+                output,
+                inputs,
+                grad_output.narrow(2, out_a, out_b - out_a),
+                materialize_grads=True,  # unused parameters get zeros, so all lists align
             )
             if want_x:
-                grad_x.narrow(2, a, b - a).add_(grads[0])
+                target = grad_x.narrow(2, a, b - a)
+                if tiled:
+                    target.copy_(grads[0])
+                else:
+                    target.add_(grads[0])
                 grads = grads[1:]
-            for i, grad in enumerate(grads):
-                if grad is not None:
-                    grad_params[i] = grad if grad_params[i] is None else grad_params[i] + grad
-        return (None, grad_x, None, None, *grad_params)
+            if grad_params is None or not grads:
+                grad_params = list(grads)
+            else:
+                grad_params = list(torch._foreach_add(grad_params, list(grads)))
+        return (None, grad_x, None, None, *(grad_params or [None] * len(params)))
