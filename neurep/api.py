@@ -126,16 +126,16 @@ def fit(
     float_state = {k: v.clone() for k, v in result.decoder.state_dict().items()}
     datum = _stored_at(metadata, result.decoder, float_state, embedding, precision, adapter, obj)
     if max_bytes is not None:
+        size = _saved_size(datum)  # each measurement writes a whole file: once per candidate
         for fallback in lower_precisions(precision):
-            if _saved_size(datum) <= max_bytes:
+            if size <= max_bytes:
                 break
             datum = _stored_at(
                 metadata, result.decoder, float_state, embedding, fallback, adapter, obj
             )
-        if _saved_size(datum) > max_bytes:
-            raise InputError(
-                f"could not fit the datum in {max_bytes} bytes (smallest: {_saved_size(datum)})"
-            )
+            size = _saved_size(datum)
+        if size > max_bytes:
+            raise InputError(f"could not fit the datum in {max_bytes} bytes (smallest: {size})")
     return datum
 
 
