@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "contract_leading_axes",
     "contract_windows",
     "contract_windows_reference",
     "materialise_kernel",
@@ -114,12 +115,25 @@ def contract_windows(windows: torch.Tensor, kernels: list[torch.Tensor]) -> torc
     # (P, K_1..K_{d-1}, K_d) @ (P, K_d, N) -> (P, K_1..K_{d-1}, N)
     last = kernels[-1].transpose(1, 2)  # (P|1, K_d, N)
     partial = torch.matmul(windows.reshape(num_windows, -1, window_shape[-1]), last)
-    for axis in range(ndim - 2, -1, -1):
-        # partial: (P, K_1..K_{axis+1}, N); contract K_{axis+1} against kernels[axis].
-        length = window_shape[axis]
+    return contract_leading_axes(partial, kernels[:-1])
+
+
+def contract_leading_axes(partial: torch.Tensor, kernels: list[torch.Tensor]) -> torch.Tensor:
+    """Finish :func:`contract_windows` once the last window axis is contracted.
+
+    Args:
+        partial: (P, K_1 * ... * K_m, N), the windows with their last axis contracted.
+        kernels: m tensors (P|1, N, K_i), the kernels of the remaining axes (m may be 0).
+
+    Returns:
+        (P, N).
+    """
+    num_windows = partial.shape[0]
+    for kernel in reversed(kernels):
+        # partial: (P, K_1..K_i, N); contract K_i against its kernel.
+        length = kernel.shape[-1]
         partial = partial.reshape(num_windows, -1, length, partial.shape[-1])  # (P, R, K, N)
-        kernel = kernels[axis].transpose(1, 2)[:, None]  # (P|1, 1, K, N)
-        partial = (partial * kernel).sum(dim=2)  # (P, R, N)
+        partial = (partial * kernel.transpose(1, 2)[:, None]).sum(dim=2)  # (P, R, N)
     return partial.reshape(num_windows, -1)  # (P, N)
 
 

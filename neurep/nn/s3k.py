@@ -25,7 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurep.nn.functional import contract_windows, contract_windows_reference, s3k_coefficients
+from neurep.nn.functional import (
+    contract_leading_axes,
+    contract_windows,
+    contract_windows_reference,
+    s3k_coefficients,
+)
+from neurep.nn.window_maps import AdaptiveWindowMaps
 from neurep.nn.pointwise import Pointwise
 
 __all__ = ["DT_RANGE", "LAMBDA_RANGE", "S3KConv1d", "S3KConv2d", "S3KConv3d", "S3KConvNd"]
@@ -214,6 +220,28 @@ class S3KConvNd(nn.Module):
         weight = weight.reshape(before, -1, self.state_size)  # (A, Z, N)
         return torch.einsum("pakz,azn->pnk", grouped, weight) + bias  # (P, N, K)
 
+    def _fused_states(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fast adaptive-B path: (P, *K) windows -> (P, N) states, (P,) averages.
+
+        Same maths as :meth:`axis_kernels` + :func:`contract_windows`, but every op that
+        reads the windows runs in one autograd node with a single gradient buffer
+        (:class:`~neurep.nn.window_maps.AdaptiveWindowMaps`).
+        """
+        lam, dt = self.ssm_parameters()
+        coefficients = [
+            s3k_coefficients(lam[axis], dt[axis], length).to(flat.dtype)
+            for axis, length in enumerate(self.kernel_size)
+        ]  # d x (N, K_i)
+        bias = self.b_bias.to(flat.dtype)  # (d, N)
+        weights = [w.to(flat.dtype) for w in self.b_weight]
+        averages, *leading, partial, _, _ = AdaptiveWindowMaps.apply(
+            flat, coefficients[-1], bias[-1], *weights
+        )
+        kernels = [
+            coefficients[axis] * (b + bias[axis][:, None]) for axis, b in enumerate(leading)
+        ]  # d-1 x (P, N, K_i)
+        return contract_leading_axes(partial, kernels), averages
+
     # -- forward ----------------------------------------------------------------------------
     def extract_windows(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, *S) -> (B, C, *O, *K): the windows of an already padded input, as a view."""
@@ -289,9 +317,13 @@ class S3KConvNd(nn.Module):
         windows = self.extract_windows(projected)  # (B, C, *O, *K)
         out_shape = windows.shape[2 : 2 + self.ndim]
         flat = windows.reshape(-1, *self.kernel_size)  # (P, *K), P = B*C*prod(O)
-        kernels, averages = self.axis_kernels(flat, batch)  # d x (P, N, K_i), (P,)
-        contract = contract_windows if self.implementation == "fast" else contract_windows_reference
-        states = contract(flat, kernels)  # (P, N)
+        if self.adaptive_b and self.implementation == "fast":
+            states, averages = self._fused_states(flat)  # (P, N), (P,)
+        else:
+            kernels, averages = self.axis_kernels(flat, batch)  # d x (P, N, K_i), (P,)
+            fast = self.implementation == "fast"
+            contract = contract_windows if fast else contract_windows_reference
+            states = contract(flat, kernels)  # (P, N)
         states = states.reshape(batch, self.hidden_channels, -1, self.state_size).sum(1)
         states = states.transpose(1, 2).reshape(batch, self.state_size, *out_shape)  # (B,N,*O)
         if self.gate:
