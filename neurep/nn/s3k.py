@@ -109,7 +109,7 @@ class S3KConvNd(nn.Module):
         gate: bool = True,
         dt_init: tuple[float, float] = (1e-3, 1e-1),
         implementation: Implementation = "fast",
-        chunk_elements: int | None = 1 << 19,
+        chunk_elements: int | None = 1 << 20,
     ) -> None:
         super().__init__()
         if ndim < 1:
