@@ -31,8 +31,8 @@ from neurep.nn.functional import (
     contract_windows_reference,
     s3k_coefficients,
 )
-from neurep.nn.window_maps import AdaptiveWindowMaps
 from neurep.nn.pointwise import Pointwise
+from neurep.nn.window_maps import AdaptiveWindowMaps
 
 __all__ = ["DT_RANGE", "LAMBDA_RANGE", "S3KConv1d", "S3KConv2d", "S3KConv3d", "S3KConvNd"]
 

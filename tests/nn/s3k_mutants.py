@@ -106,10 +106,8 @@ MUTANTS = [
         "fast = reference",
         "the fused path's window average divides by the other axes' size, not the window's",
         "neurep/nn/window_maps.py",
-        "            extended = torch.cat([weights[0], weights[0].new_full((rest, 1), 1.0 / size)], 1)\n"
-        "            b = torch.mm(",
-        "            extended = torch.cat([weights[0], weights[0].new_full((rest, 1), 1.0 / rest)], 1)\n"
-        "            b = torch.mm(",
+        "weights[0].new_full((rest, 1), 1.0 / size)], 1)\n            b = torch.mm(",
+        "weights[0].new_full((rest, 1), 1.0 / rest)], 1)\n            b = torch.mm(",
     ),
     Mutant(
         "fused-backward-drops-b-path",

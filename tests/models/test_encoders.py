@@ -1,0 +1,113 @@
+"""Encoders: output shapes, and the standardised embedding every encoder ends with."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neurep.models import build
+from neurep.models.encoders import DEFAULT_EMBEDDING_SCALE, standardise_embedding
+
+
+def _per_channel(x: torch.Tensor) -> torch.Tensor:
+    """(B, E, *s) -> (E, B * prod(s)): each channel's values over items and positions."""
+    return x.transpose(0, 1).reshape(x.shape[1], -1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    channels=st.integers(1, 5),
+    spatial=st.lists(st.integers(1, 4), min_size=0, max_size=3),
+    scale=st.floats(0.5, 100.0),
+    offset=st.floats(-1e3, 1e3),
+    spread=st.floats(1e-3, 1e3),
+    seed=st.integers(0, 2**16),
+)
+def test_every_channel_has_zero_mean_and_rms_scale_over_items_and_positions(
+    batch, channels, spatial, scale, offset, spread, seed
+) -> None:
+    if batch * math.prod(spatial) < 2:
+        spatial = [*spatial, 2]
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, channels, *spatial, generator=generator, dtype=torch.float64)
+    out = standardise_embedding(x * spread + offset, scale)
+    values = _per_channel(out)
+    assert out.shape == x.shape
+    torch.testing.assert_close(
+        values.mean(dim=1), torch.zeros(channels, dtype=x.dtype), atol=1e-6 * scale, rtol=0
+    )
+    rms = values.square().mean(dim=1).sqrt()
+    # eps 1e-12 in the variance: relative error below 1e-4 for spreads from 1e-3 up
+    torch.testing.assert_close(rms, torch.full_like(rms, scale), rtol=1e-4, atol=0)
+
+
+def test_standardising_is_shift_and_scale_invariant_per_channel() -> None:
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    shift = torch.tensor([1.0, -7.0, 30.0], dtype=torch.float64)[None, :, None, None]
+    gain = torch.tensor([0.01, 3.0, 100.0], dtype=torch.float64)[None, :, None, None]
+    torch.testing.assert_close(
+        standardise_embedding(x * gain + shift, 8.0), standardise_embedding(x, 8.0)
+    )
+
+
+def test_constant_channel_becomes_zero_and_none_leaves_the_input_alone() -> None:
+    x = torch.randn(1, 2, 3, 3)
+    x[:, 1] = 5.0
+    out = standardise_embedding(x, 4.0)
+    assert torch.all(out[:, 1] == 0)
+    assert torch.isfinite(out).all()
+    assert standardise_embedding(x, None) is x
+
+
+ENCODERS = [
+    ("lpnet", {"projection": "s3k", "state_size": 4}),
+    ("lpnet", {"projection": "conv"}),
+    ("convnext", {}),
+]
+
+
+@pytest.mark.parametrize("name,extra", ENCODERS, ids=["lpnet-s3k", "lpnet-conv", "convnext"])
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_encoders_return_standardised_embeddings_of_the_planned_shape(name, extra, ndim) -> None:
+    torch.manual_seed(0)
+    strides, widths = [4, 2], [8, 6]
+    encoder = build(
+        {
+            "name": name,
+            "configuration": {
+                "ndim": ndim,
+                "in_channels": 2,
+                "strides": strides,
+                "widths": widths,
+                **extra,
+            },
+        }
+    )
+    spatial = [16, 24, 8][:ndim]
+    x = torch.rand(2, 2, *spatial, requires_grad=True)
+    z = encoder(x)
+    assert z.shape == (2, widths[-1], *(s // 8 for s in spatial))
+    values = _per_channel(z.detach())
+    torch.testing.assert_close(values.mean(dim=1), torch.zeros(widths[-1]), atol=1e-3, rtol=0)
+    rms = values.square().mean(dim=1).sqrt()
+    torch.testing.assert_close(
+        rms, torch.full_like(rms, DEFAULT_EMBEDDING_SCALE), rtol=1e-4, atol=0
+    )
+    z.square().mean().backward()  # gradients reach the input and every parameter
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in encoder.parameters())
+
+
+def test_embedding_scale_none_keeps_the_raw_last_stage() -> None:
+    torch.manual_seed(0)
+    config = {"ndim": 2, "in_channels": 3, "strides": [4, 2], "widths": [8, 4]}
+    raw = build({"name": "convnext", "configuration": {**config, "embedding_scale": None}})
+    scaled = build({"name": "convnext", "configuration": config})
+    scaled.load_state_dict(raw.state_dict())
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(scaled(x), standardise_embedding(raw(x), DEFAULT_EMBEDDING_SCALE))
