@@ -34,6 +34,10 @@ class FitResult:
     history: list[float] = field(default_factory=list)  # training PSNR (dB) per step
 
 
+#: Memory layout used while fitting, by tensor rank (4: 2-D signals, 5: 3-D).
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
 def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
     return math.inf if mse <= 0 else 10.0 * math.log10(peak**2 / mse)
 
@@ -104,6 +108,13 @@ def fit_signal(
     spatial = tuple(signal.shape[2:])
     target = signal.to(device)
     padded = pad_to(target, plan.padded_shape)
+    # Channels-last layouts make the depthwise and transposed convolutions several times
+    # faster on CPU (benchmarks/README.md); the results come back in the default layout.
+    layout = _CHANNELS_LAST.get(padded.dim())
+    if layout is not None:
+        encoder.to(memory_format=layout)
+        decoder.to(memory_format=layout)
+        padded = padded.contiguous(memory_format=layout)
     parameters = [*encoder.parameters(), *decoder.parameters()]
     optimiser = torch.optim.Adam(parameters, lr=plan.preset.learning_rate)
     history: list[float] = []
@@ -137,7 +148,8 @@ def fit_signal(
     encoder.eval()
     decoder.eval()
     with torch.no_grad():
-        embedding = encoder(padded).cpu()
+        embedding = encoder(padded).cpu().contiguous()
+    decoder.to(memory_format=torch.contiguous_format)
     return FitResult(
         decoder=decoder.cpu(),
         embedding=embedding,
