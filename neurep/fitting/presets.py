@@ -47,8 +47,8 @@ PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
         Preset("fast", steps=120, learning_rate=5e-3),
-        Preset("balanced", steps=450, learning_rate=5e-3),
-        Preset("balanced-conv", steps=450, learning_rate=5e-3, projection="conv"),
+        Preset("balanced", steps=900, learning_rate=5e-3),
+        Preset("balanced-conv", steps=900, learning_rate=5e-3, projection="conv"),
         Preset("paper", steps=300, learning_rate=2e-2),
         Preset("paper-conv", steps=300, learning_rate=3e-2, projection="conv"),
         Preset("paper-convnext", steps=300, learning_rate=1e-2, encoder="convnext"),
