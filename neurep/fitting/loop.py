@@ -34,6 +34,10 @@ class FitResult:
     history: list[float] = field(default_factory=list)  # training PSNR (dB) per step
 
 
+#: beta2 = 0.99 rather than 0.999: the second-moment estimate follows the fast-changing
+#: gradients of an overfit (+0.2 / +0.3 dB on kodim05 / kodim08 at 300 steps).
+ADAM_BETAS = (0.9, 0.99)
+
 #: Memory layout used while fitting, by tensor rank (4: 2-D signals, 5: 3-D).
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
@@ -116,7 +120,7 @@ def fit_signal(
         decoder.to(memory_format=layout)
         padded = padded.contiguous(memory_format=layout)
     parameters = [*encoder.parameters(), *decoder.parameters()]
-    optimiser = torch.optim.Adam(parameters, lr=plan.preset.learning_rate)
+    optimiser = torch.optim.Adam(parameters, lr=plan.preset.learning_rate, betas=ADAM_BETAS)
     history: list[float] = []
     started = time.perf_counter()
     bar = tqdm(total=steps, desc=description, disable=not progress, leave=False, unit="step")

