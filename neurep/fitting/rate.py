@@ -33,7 +33,8 @@ PRECISION_LADDER = ("int8", "int6", "int5", "int4")
 #: Width multipliers of the preset's decoder, largest first. Never wider than the preset: a
 #: wider decoder trains worse in the same steps, and its extra parameters only fit a budget at
 #: fewer bits. At 4 bpp on kodim01-03 (default preset), x1.5 at int4 gave 24.1 dB, against
-#: 28.4 dB for x0.75 at int8 at 2 bpp (benchmarks/results/rd_kodak_balanced_3.json, before).
+#: 28.4 dB for x0.75 at int8 at 2 bpp; capped at x1.0 it picks int8 there and gives 30.8 dB
+#: (benchmarks/results/rd_kodak_balanced_3.json).
 WIDTH_SCALES = (1.0, 0.75, 0.5, 0.375, 0.25, 0.125)
 #: Bytes kept free for what depends on fitted values (JSON numbers, compressed chunks).
 SIZE_MARGIN = 256
