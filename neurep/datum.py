@@ -167,7 +167,7 @@ class NeuralDatum:
             return self._embedding if items is None else self._embedding[items]
         qinfo = self.metadata["embedding"].get("quantization")
         if qinfo is None:  # plain values: read only the chunks of the items asked for
-            return self._reader.read_array(EMBEDDING_ARRAY, items or slice(None))
+            return self._reader.read_array(EMBEDDING_ARRAY, slice(None) if items is None else items)
         # Quantisation parameters describe the whole array: dequantise it, then select.
         values = dequantize_array(self._reader.read_array(EMBEDDING_ARRAY, slice(None)), qinfo)
         return values if items is None else values[items]

@@ -26,6 +26,14 @@ import math
 import torch
 
 
+def _with_mean_column(weight: torch.Tensor, size: int) -> torch.Tensor:
+    """(Z, N) -> (Z, N+1): axis 0's B map plus a constant 1/size column.
+
+    Summed over K_1, that column's output is the window average of a window of ``size``.
+    """
+    return torch.cat([weight, weight.new_full((weight.shape[0], 1), 1.0 / size)], dim=1)
+
+
 class AdaptiveWindowMaps(torch.autograd.Function):
     """(flat, coeff_last, bias_last, *weights) -> (averages, *leading_b, partial).
 
@@ -37,7 +45,9 @@ class AdaptiveWindowMaps(torch.autograd.Function):
         weights: d tensors, ``weights[i]`` of shape (prod(K)/K_i, N): the adaptive-B maps.
 
     Returns:
-        averages (P,), then d-1 tensors (P, N, K_i) for i < d, then partial (P, A, N).
+        averages (P,), then d-1 tensors (P, N, K_i) for i < d, then partial (P, A, N), then
+        two non-differentiable tensors (P, N, K_d) for backward: the last axis's B (bias
+        added) and kernel. A Function can only save what it returns; callers ignore them.
     """
 
     @staticmethod
@@ -50,7 +60,7 @@ class AdaptiveWindowMaps(torch.autograd.Function):
             averages = flat.mean(dim=1)
         else:
             length, rest = window_shape[0], size // window_shape[0]
-            extended = torch.cat([weights[0], weights[0].new_full((rest, 1), 1.0 / size)], 1)
+            extended = _with_mean_column(weights[0], size)  # (Z_0, N+1)
             b = torch.mm(flat.reshape(num_windows * length, rest), extended)  # (P*K_1, N+1)
             b = b.reshape(num_windows, length, state + 1)
             averages = b[:, :, state].sum(dim=1)
@@ -126,7 +136,7 @@ class AdaptiveWindowMaps(torch.autograd.Function):
             grad_columns = torch.cat(
                 [grad_b0.transpose(1, 2), grad_averages[:, None, None].expand(-1, length, 1)], 2
             ).reshape(num_windows * length, state + 1)
-            extended = torch.cat([weights[0], weights[0].new_full((rest, 1), 1.0 / size)], 1)
+            extended = _with_mean_column(weights[0], size)  # (Z_0, N+1)
             rows = flat.reshape(num_windows * length, rest)  # (P*K_1, Z_0)
             grad_x.view(num_windows * length, rest).addmm_(grad_columns, extended.t())
             grad_weights[0] = torch.mm(rows.t(), grad_columns[:, :state])  # (Z_0, N)

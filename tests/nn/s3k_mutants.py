@@ -106,8 +106,8 @@ MUTANTS = [
         "fast = reference",
         "the fused path's window average divides by the other axes' size, not the window's",
         "neurep/nn/window_maps.py",
-        "weights[0].new_full((rest, 1), 1.0 / size)], 1)\n            b = torch.mm(",
-        "weights[0].new_full((rest, 1), 1.0 / rest)], 1)\n            b = torch.mm(",
+        "weight.new_full((weight.shape[0], 1), 1.0 / size)",
+        "weight.new_full((weight.shape[0], 1), 1.0 / weight.shape[0])",
     ),
     Mutant(
         "fused-backward-drops-b-path",
