@@ -18,7 +18,7 @@ from neurep.fitting.presets import Plan
 from neurep.models import build
 from neurep.models.registry import ConfigurableModule
 
-__all__ = ["FitResult", "fit_signal", "pad_to", "psnr_from_mse"]
+__all__ = ["FitResult", "fit_signal", "pad_to", "psnr_from_mse", "start_from_mean"]
 
 
 @dataclass
@@ -34,9 +34,10 @@ class FitResult:
     history: list[float] = field(default_factory=list)  # training PSNR (dB) per step
 
 
-#: beta2 = 0.99 rather than 0.999: the second-moment estimate follows the fast-changing
-#: gradients of an overfit (+0.2 / +0.3 dB on kodim05 / kodim08 at 300 steps).
-ADAM_BETAS = (0.9, 0.99)
+#: Shorter memories than Adam's (0.9, 0.999): an overfit's gradients change fast, and the
+#: estimates should follow them. Paper preset, kodim01 + kodim05 at 300 steps: (0.9, 0.99)
+#: 25.77 dB mean, (0.9, 0.95) 26.74, (0.8, 0.95) 27.09, (0.7, 0.95) 26.95, (0.8, 0.9) 26.94.
+ADAM_BETAS = (0.8, 0.95)
 
 #: Memory layout used while fitting, by tensor rank (4: 2-D signals, 5: 3-D).
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
@@ -70,6 +71,20 @@ def _learning_rate(step: int, steps: int, peak: float, warmup: int, final_fracti
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return peak * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def start_from_mean(decoder: torch.nn.Module, target: torch.Tensor, loss: str) -> None:
+    """Set the decoder's output bias so that its first output is about the target's mean.
+
+    Otherwise the first steps of a fit go to learning the mean colour. Paper preset, kodim01 at
+    300 steps: 25.4 -> 26.8 dB. ``target``: (B, C, *S); for "bce" the bias is the logit of the
+    mean occupancy (clamped away from 0 and 1).
+    """
+    mean = target.mean(dim=(0, *range(2, target.dim())))  # (C,)
+    if loss == "bce":
+        mean = torch.logit(mean.clamp(1e-3, 1 - 1e-3))
+    with torch.no_grad():
+        decoder.output_layer.bias.copy_(mean)
 
 
 def _loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -109,6 +124,7 @@ def fit_signal(
     torch.manual_seed(seed)
     encoder = build(plan.encoder).to(device)
     decoder = build(plan.decoder).to(device)
+    start_from_mean(decoder, signal.to(device), loss)
     spatial = tuple(signal.shape[2:])
     target = signal.to(device)
     padded = pad_to(target, plan.padded_shape)

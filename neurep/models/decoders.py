@@ -93,6 +93,11 @@ class ConvTransposeDecoder(ConfigurableModule):
         )
         self.refines = nn.ModuleList(_Refine(width, ndim) for width in widths)
 
+    @property
+    def output_layer(self) -> nn.Module:
+        """The layer whose bias is the output's per-channel offset."""
+        return self.ups[-1]
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(B, E, *s) -> (B, C, *s * prod(strides))."""
         for up, refine in zip(self.ups[:-1], self.refines, strict=True):
@@ -140,6 +145,11 @@ class NeRVDecoder(ConfigurableModule):
             for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides, strict=True)
         )
         self.head = conv_nd(ndim, widths[-1], out_channels, head_kernel, padding=head_kernel // 2)
+
+    @property
+    def output_layer(self) -> nn.Module:
+        """The layer whose bias is the output's per-channel offset."""
+        return self.head
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(B, E, *s) -> (B, C, *s * prod(strides))."""

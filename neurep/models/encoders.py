@@ -25,11 +25,13 @@ __all__ = [
 ]
 
 #: Every encoder's output is standardised per channel and multiplied by this (see
-#: :func:`standardise_embedding`). Measured on Kodak crops of 150 steps: raw encoder outputs
-#: (RMS ~0.1 for LPNet-S3K) leave the decoder's first layer with a tiny effective learning
-#: rate, and kodim02 stalls near 21 dB; scale 1 / 16 / 64 / 256 gave 22.1 / 23.6 / 25.2 /
-#: 24.7 dB there, and 64 was best or tied on kodim01, 05 and 08 (+0.8 to +1.3 dB).
-DEFAULT_EMBEDDING_SCALE = 64.0
+#: :func:`standardise_embedding`). Raw encoder outputs drift in scale with the encoder and the
+#: signal (RMS ~0.1 for LPNet-S3K on Kodak), which makes the decoder's first layer learn at a
+#: rate nobody chose. Unit RMS suits Adam at the paper's learning rate (2e-2): on kodim01 at
+#: 300 steps, scale 0.25 / 1 / 2 / 4 / 64 gave 23.8 / 25.4 / 24.9 / 23.7 / 16.2 dB (the
+#: last one diverges; 64 suited the lr 5e-3 used before). Measured before fits started from
+#: the signal's mean and Adam's betas became (0.8, 0.95); see neurep/fitting/loop.py.
+DEFAULT_EMBEDDING_SCALE = 1.0
 
 
 def standardise_embedding(features: torch.Tensor, scale: float | None) -> torch.Tensor:

@@ -1,0 +1,53 @@
+"""The fitting loop's start: the decoder's output begins at the signal's mean."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neurep.fitting.loop import start_from_mean
+from neurep.models import build
+
+
+def _decoder(name: str, ndim: int, out_channels: int) -> torch.nn.Module:
+    configuration = {
+        "ndim": ndim,
+        "in_channels": 4,
+        "out_channels": out_channels,
+        "strides": [2, 2],
+        "widths": [6] if name == "conv_transpose" else [6, 5],
+    }
+    return build({"name": name, "configuration": configuration})
+
+
+@pytest.mark.parametrize("name", ["conv_transpose", "nerv"])
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_output_bias_is_the_per_channel_mean(name: str, ndim: int) -> None:
+    torch.manual_seed(0)
+    decoder = _decoder(name, ndim, out_channels=3)
+    target = torch.rand(2, 3, *([8] * ndim)) * torch.tensor([0.2, 0.5, 0.9]).view(1, 3, *[1] * ndim)
+    start_from_mean(decoder, target, "mse")
+    expected = target.mean(dim=(0, *range(2, target.dim())))
+    torch.testing.assert_close(decoder.output_layer.bias.detach(), expected)
+
+
+def test_output_bias_with_zero_weights_reproduces_the_mean_image() -> None:
+    """The bias is the output's offset: a decoder whose last weights are 0 outputs the mean."""
+    decoder = _decoder("conv_transpose", 2, out_channels=2)
+    target = torch.stack([torch.full((8, 8), 0.25), torch.linspace(0, 1, 64).view(8, 8)])[None]
+    start_from_mean(decoder, target, "mse")
+    with torch.no_grad():
+        decoder.output_layer.weight.zero_()
+        out = decoder(torch.randn(1, 4, 2, 2))
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([0.25, 0.5]))
+    assert torch.allclose(out, out[:, :, :1, :1].expand_as(out))
+
+
+def test_occupancy_starts_at_the_logit_of_the_mean_and_stays_finite() -> None:
+    decoder = _decoder("conv_transpose", 3, out_channels=1)
+    sparse = torch.zeros(1, 1, 8, 8, 8)
+    sparse[0, 0, :2] = 1.0  # a quarter occupied
+    start_from_mean(decoder, sparse, "bce")
+    assert torch.sigmoid(decoder.output_layer.bias).item() == pytest.approx(0.25, abs=1e-6)
+    start_from_mean(decoder, torch.zeros(1, 1, 8, 8, 8), "bce")  # empty: no -inf
+    assert torch.isfinite(decoder.output_layer.bias).all()
