@@ -5,7 +5,7 @@ all see the same machine load), saved, loaded and decoded. Per image and on aver
 MS-SSIM of the decoded uint8 image, decoder parameters, real `.nrep` bytes and bpp, fit wall
 time, and decode wall time (load + decode of the file, median of 3).
 
-    python benchmarks/kodak_fit.py                        # all 8 images, 3 configurations
+    python benchmarks/kodak_fit.py                        # all 8 images, 4 configurations
     python benchmarks/kodak_fit.py --images 2 --steps 20  # a smoke run
 
 Writes benchmarks/results/kodak_fit.json (updated after every fit, so an interrupted run keeps
@@ -40,6 +40,12 @@ CONFIGURATIONS = {
     "LPNet-S3K (paper preset)": "paper",
     "LPNet-S3K (default preset)": "balanced",
     "LPNet-Conv (default settings)": "balanced-conv",
+    "LPNet-Conv (paper preset)": "paper-conv",
+}
+#: S3K against Conv, each pair fitted in the same run with the same recipe.
+COMPARISONS = {
+    "default": ("LPNet-S3K (default preset)", "LPNet-Conv (default settings)"),
+    "paper": ("LPNet-S3K (paper preset)", "LPNet-Conv (paper preset)"),
 }
 
 
@@ -100,9 +106,20 @@ def summarise(rows: list[dict]) -> dict:
             "max_int8_loss_db": max(r["int8_loss_db"] for r in mine),
             "mean_int8_loss_db": statistics.fmean(r["int8_loss_db"] for r in mine),
         }
-    s3k, conv = "LPNet-S3K (default preset)", "LPNet-Conv (default settings)"
-    if s3k in summary and conv in summary:
-        summary["s3k_minus_conv_db"] = summary[s3k]["mean_psnr"] - summary[conv]["mean_psnr"]
+    for label, (s3k, conv) in COMPARISONS.items():
+        pairs = [
+            (a["psnr"], b["psnr"])
+            for a in rows
+            if a["configuration"] == s3k
+            for b in rows
+            if b["configuration"] == conv and b["image"] == a["image"]
+        ]
+        if pairs:
+            summary[f"s3k_minus_conv_{label}"] = {
+                "images": len(pairs),
+                "mean_db": statistics.fmean(a - b for a, b in pairs),
+                "s3k_wins": sum(a > b for a, b in pairs),
+            }
     return summary
 
 
@@ -152,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         {"name": r["configuration"], "bpp": r["bpp"], "psnr": r["psnr"]} for r in report["rows"]
     ]
     for name, summary in report["summary"].items():
-        if isinstance(summary, dict):
+        if name in CONFIGURATIONS:
             points.append(
                 {"name": f"{name}, mean", "bpp": summary["mean_bpp"], "psnr": summary["mean_psnr"]}
             )
