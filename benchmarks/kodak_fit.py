@@ -7,6 +7,7 @@ time, and decode wall time (load + decode of the file, median of 3).
 
     python benchmarks/kodak_fit.py                        # all 8 images, 4 configurations
     python benchmarks/kodak_fit.py --images 2 --steps 20  # a smoke run
+    python benchmarks/kodak_fit.py --seed 1 --out benchmarks/results/kodak_fit_seed1.json
 
 Writes benchmarks/results/kodak_fit.json (updated after every fit, so an interrupted run keeps
 what it measured) and kodak_fit.png (PSNR vs bpp beside ../shared/anchors).
@@ -49,11 +50,11 @@ COMPARISONS = {
 }
 
 
-def measure(image_path: Path, preset: str, steps: int | None, workdir: Path) -> dict:
+def measure(image_path: Path, preset: str, steps: int | None, workdir: Path, seed: int = 0) -> dict:
     """Fit one image with one preset; everything measured on real files."""
     original = np.asarray(Image.open(image_path).convert("RGB"))
     started = time.perf_counter()
-    datum = neurep.fit(original, preset=preset, steps=steps, progress=False)
+    datum = neurep.fit(original, preset=preset, steps=steps, seed=seed, progress=False)
     fit_seconds = time.perf_counter() - started
     path = workdir / f"{image_path.stem}.{preset}.nrep"
     nbytes = datum.save(path)
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="override every preset's steps")
     parser.add_argument("--configurations", default=",".join(CONFIGURATIONS))
     parser.add_argument("--out", type=Path, default=RESULTS / "kodak_fit.json")
+    parser.add_argument("--seed", type=int, default=0, help="fit seed (initialisation)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             "neurep": neurep.__version__,
         },
         "steps_override": args.steps,
+        "seed": args.seed,
         "rows": [],
         "summary": {},
     }
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in wanted:
                 row = {
                     "configuration": name,
-                    **measure(image, CONFIGURATIONS[name], args.steps, Path(workdir)),
+                    **measure(image, CONFIGURATIONS[name], args.steps, Path(workdir), args.seed),
                 }
                 report["rows"].append(row)
                 report["summary"] = summarise(report["rows"])
