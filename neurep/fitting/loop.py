@@ -124,9 +124,9 @@ def fit_signal(
     torch.manual_seed(seed)
     encoder = build(plan.encoder).to(device)
     decoder = build(plan.decoder).to(device)
-    start_from_mean(decoder, signal.to(device), loss)
     spatial = tuple(signal.shape[2:])
     target = signal.to(device)
+    start_from_mean(decoder, target, loss)
     padded = pad_to(target, plan.padded_shape)
     # Channels-last layouts make the depthwise and transposed convolutions several times
     # faster on CPU (benchmarks/README.md); the results come back in the default layout.
