@@ -114,6 +114,7 @@ def fit(
         preset=chosen.name,
         steps=result.steps,
         learning_rate=chosen.learning_rate,
+        train_encoder=chosen.train_encoder,
         seed=seed,
         wall_time_s=round(result.wall_time_s, 3),
         device=str(device or ("cuda" if torch.cuda.is_available() else "cpu")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -93,6 +94,21 @@ def _loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
     return F.mse_loss(recon, target)
 
 
+def _embedding_source(
+    encoder: torch.nn.Module, padded: torch.Tensor, train: bool
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[torch.nn.Parameter]]:
+    """What produces the embedding each step, and the encoder parameters to optimise.
+
+    Trained: the encoder itself. Frozen: its output at initialisation, computed once.
+    """
+    if train:
+        return encoder, list(encoder.parameters())
+    encoder.requires_grad_(False)
+    with torch.no_grad():
+        fixed = encoder(padded)
+    return (lambda _: fixed), []
+
+
 def fit_signal(
     signal: torch.Tensor,
     plan: Plan,
@@ -105,7 +121,8 @@ def fit_signal(
     device: str | torch.device | None = None,
     description: str = "fitting",
 ) -> FitResult:
-    """Overfit ``plan``'s encoder and decoder to ``signal``.
+    """Overfit ``plan``'s encoder and decoder to ``signal`` (or the decoder alone, to the
+    encoder's initial embedding, when ``plan.preset.train_encoder`` is False).
 
     Args:
         signal: (B, C, *S) float32 in [0, 1].
@@ -135,7 +152,8 @@ def fit_signal(
         encoder.to(memory_format=layout)
         decoder.to(memory_format=layout)
         padded = padded.contiguous(memory_format=layout)
-    parameters = [*encoder.parameters(), *decoder.parameters()]
+    embed, parameters = _embedding_source(encoder, padded, plan.preset.train_encoder)
+    parameters += list(decoder.parameters())
     optimiser = torch.optim.Adam(parameters, lr=plan.preset.learning_rate, betas=ADAM_BETAS)
     history: list[float] = []
     started = time.perf_counter()
@@ -151,7 +169,7 @@ def fit_signal(
                 plan.preset.warmup_steps,
                 plan.preset.final_lr_fraction,
             )
-        recon = _crop(decoder(encoder(padded)), spatial)
+        recon = _crop(decoder(embed(padded)), spatial)
         objective = _loss(recon, target, loss)
         optimiser.zero_grad(set_to_none=True)
         objective.backward()
@@ -168,7 +186,7 @@ def fit_signal(
     encoder.eval()
     decoder.eval()
     with torch.no_grad():
-        embedding = encoder(padded).cpu().contiguous()
+        embedding = embed(padded).cpu().contiguous()
     decoder.to(memory_format=torch.contiguous_format)
     return FitResult(
         decoder=decoder.cpu(),

@@ -109,6 +109,7 @@ def test_open_reads_metadata_without_weights(tmp_path, monkeypatch):
     assert reader.metadata["signal"]["shape"] == [1, 1, 20, 30]
     loaded = neurep.load(path)  # lazy as well
     assert loaded.metadata["fit"]["steps"] == 3
+    assert loaded.metadata["fit"]["train_encoder"] is True  # how the embedding was made
 
 
 def test_the_same_seed_gives_the_same_datum(tmp_path):

@@ -51,3 +51,36 @@ def test_occupancy_starts_at_the_logit_of_the_mean_and_stays_finite() -> None:
     assert torch.sigmoid(decoder.output_layer.bias).item() == pytest.approx(0.25, abs=1e-6)
     start_from_mean(decoder, torch.zeros(1, 1, 8, 8, 8), "bce")  # empty: no -inf
     assert torch.isfinite(decoder.output_layer.bias).all()
+
+
+def _small_fit(train_encoder: bool, steps: int = 6):
+    from neurep.fitting import fit_signal, get_preset, plan
+
+    preset = get_preset("fast").with_overrides(train_encoder=train_encoder, steps=steps)
+    torch.manual_seed(1)
+    signal = torch.rand(1, 3, 32, 48)
+    models = plan(preset, 3, (32, 48))
+    result = fit_signal(signal, models, steps=steps, seed=3, progress=False)
+    return signal, models, result
+
+
+def test_frozen_encoder_keeps_the_embedding_of_the_untrained_encoder() -> None:
+    """train_encoder=False: the stored embedding is the freshly seeded encoder's output."""
+    from neurep.fitting.loop import pad_to
+
+    signal, models, result = _small_fit(train_encoder=False)
+    torch.manual_seed(3)  # fit_signal seeds, then builds the encoder first
+    encoder = build(models.encoder)
+    with torch.no_grad():
+        expected = encoder(pad_to(signal, models.padded_shape))
+    torch.testing.assert_close(result.embedding, expected)
+    assert len(result.history) == 6
+    assert result.history[-1] > result.history[0]  # the decoder still learns
+
+
+def test_trained_encoder_moves_the_embedding_away_from_its_initial_value() -> None:
+    """The default trains the encoder, so the embedding differs from the untrained one."""
+    _, _, frozen = _small_fit(train_encoder=False)
+    _, _, trained = _small_fit(train_encoder=True)
+    assert frozen.embedding.shape == trained.embedding.shape
+    assert not torch.allclose(frozen.embedding, trained.embedding, atol=1e-4)
