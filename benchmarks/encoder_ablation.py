@@ -77,7 +77,7 @@ def configurations(family: str) -> dict[str, tuple[str, bool, bool]]:
 
 def load_image(path: Path) -> tuple[np.ndarray, torch.Tensor]:
     """uint8 (H, W, 3) and the signal (1, 3, H, W) in [0, 1]."""
-    original = np.asarray(Image.open(path).convert("RGB"))
+    original = np.array(Image.open(path).convert("RGB"))  # writable, for torch.from_numpy
     return original, torch.from_numpy(original).permute(2, 0, 1)[None].float() / 255
 
 
