@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="optimisation steps (default: the preset's)",
     )
+    parser.add_argument(
+        "--frozen-encoder",
+        action="store_true",
+        help="fit the decoder alone to the untrained encoder's embedding (about 2x faster)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--modality", default=None, help="force a modality (image, array, ...) instead of guessing"
@@ -75,6 +80,7 @@ def _fit(args: argparse.Namespace) -> int:
         modality=args.modality,
         preset=args.preset,
         steps=args.steps,
+        train_encoder=False if args.frozen_encoder else None,
         seed=args.seed,
         precision=args.precision,
         bpp=args.bpp,

@@ -158,3 +158,16 @@ def test_requantising_a_float32_datum_matches_its_saved_file(tmp_path):
     np.testing.assert_array_equal(neurep.load(path).decode(), small.decode())
     with pytest.raises(ValueError, match="float32"):
         small.with_precision("int4")
+
+
+def test_a_frozen_encoder_fit_stores_the_untrained_embedding(tmp_path):
+    """train_encoder=False: same seed, same untrained encoder, so the same embedding whatever
+    the number of steps; the decoder still learns and the file says how it was made."""
+    image = np.random.default_rng(4).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    short = neurep.fit(image, preset="fast", steps=2, train_encoder=False, progress=False)
+    longer = neurep.fit(image, preset="fast", steps=6, train_encoder=False, progress=False)
+    np.testing.assert_array_equal(short.embedding(), longer.embedding())
+    assert longer.metadata["fit"]["train_encoder"] is False
+    path = tmp_path / "frozen.nrep"
+    longer.save(path)
+    np.testing.assert_array_equal(neurep.load(path).decode(), longer.decode())

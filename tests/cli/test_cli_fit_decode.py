@@ -177,3 +177,15 @@ def test_max_bytes_budget_is_respected_and_too_small_a_budget_is_one_line(tmp_pa
 def test_bpp_and_max_bytes_cannot_be_combined(tmp_path, capsys):
     argv = ["x.png", "-o", str(tmp_path / "x.nrep"), "--bpp", "1", "--max-bytes", "100"]
     assert fit.main(argv) == 2
+
+
+def test_frozen_encoder_flag_reaches_the_fit(tmp_path):
+    source = tmp_path / "tiny.png"
+    Image.fromarray(_smooth_rgb(16, 24)).save(source)
+    frozen, trained = tmp_path / "frozen.nrep", tmp_path / "trained.nrep"
+    assert fit.main([str(source), "-o", str(frozen), "--steps", "3", "-q", "--frozen-encoder"]) == 0
+    assert fit.main([str(source), "-o", str(trained), "--steps", "3", "-q"]) == 0
+    import neurep
+
+    assert neurep.open(frozen).metadata["fit"]["train_encoder"] is False
+    assert neurep.open(trained).metadata["fit"]["train_encoder"] is True
