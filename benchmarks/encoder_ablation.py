@@ -15,6 +15,8 @@ position-independent part.
     python benchmarks/encoder_ablation.py                   # paper presets, kodim01-08
     python benchmarks/encoder_ablation.py --family default  # 1100-step presets
     python benchmarks/encoder_ablation.py --images 1 --steps 5  # smoke run
+    python benchmarks/encoder_ablation.py --family default --images 4 --steps 2200 \
+        --configuration "LPNet-S3K, frozen" --out benchmarks/results/frozen_2200.json
 
 Writes benchmarks/results/encoder_ablation_<family>.json (after every fit) and a .png.
 """
@@ -183,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None, help="override the presets' steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--configuration",
+        action="append",
+        default=None,
+        help="run only this one (repeatable; default: all five)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     out = args.out or RESULTS / f"encoder_ablation_{args.family}.json"
@@ -192,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out.parent.mkdir(parents=True, exist_ok=True)
     chosen = configurations(args.family)
+    if args.configuration:
+        wanted = args.configuration
+        unknown = [name for name in wanted if name not in chosen]
+        if unknown:
+            print(f"unknown configurations {unknown}; choose from {list(chosen)}", file=sys.stderr)
+            return 2
+        chosen = {name: chosen[name] for name in wanted}
     names = list(chosen)
     report = {
         "benchmark": "encoder_ablation",
