@@ -4,7 +4,8 @@ The Kodak ablation (encoder_ablation.py) uses a 96-number embedding, where the e
 matters. The 1-D signals here get 256 x 16 = 4096 numbers, so what the encoder passes on
 counts; the volume gets 2^3 x 16 = 128, like Kodak. Signals, all float32, seeded:
 
-- a chirp (65,536 samples, 5 to 405 cycles, plus a 37-cycle tone);
+- a chirp (65,536 samples, frequency rising from 5 to 805 cycles per length, plus a
+  37-cycle tone);
 - a Gaussian random walk (65,536 samples);
 - a 64^3 volume, the sum of 40 Gaussian blobs.
 
