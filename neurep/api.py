@@ -76,6 +76,8 @@ def fit(
     """
     if bpp is not None and max_bytes is not None:
         raise InputError("give either bpp= or max_bytes=, not both")
+    if train_encoder is not None and not isinstance(train_encoder, bool):
+        raise InputError(f"train_encoder must be True, False or None, not {train_encoder!r}")
     adapter_cls = resolve(obj, modality)
     adapter, signal = adapter_cls.from_object(obj)  # signal: (B, C, *S) in [0, 1]
     chosen = get_preset(preset).with_overrides(

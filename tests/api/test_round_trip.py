@@ -171,3 +171,9 @@ def test_a_frozen_encoder_fit_stores_the_untrained_embedding(tmp_path):
     path = tmp_path / "frozen.nrep"
     longer.save(path)
     np.testing.assert_array_equal(neurep.load(path).decode(), longer.decode())
+
+
+def test_train_encoder_must_be_a_bool():
+    """A string such as "no" would be truthy and silently train the encoder."""
+    with pytest.raises(neurep.InputError, match="train_encoder"):
+        neurep.fit(np.zeros((8, 8), np.uint8), train_encoder="no", **FEW_STEPS)
