@@ -53,8 +53,14 @@ class Candidate:
 
 def scaled_preset(preset: Preset, scale: float) -> Preset:
     """The preset with every decoder width multiplied by ``scale`` (at least 2 channels)."""
-    widths = tuple(max(2, round(w * scale)) for w in preset.decoder_widths)
-    return preset.with_overrides(decoder_widths=widths)
+
+    def scaled(widths: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        return None if widths is None else tuple(max(2, round(w * scale)) for w in widths)
+
+    return preset.with_overrides(
+        decoder_widths=scaled(preset.decoder_widths),
+        decoder_widths_2d=scaled(preset.decoder_widths_2d),
+    )
 
 
 def lower_precisions(precision: str) -> list[str]:

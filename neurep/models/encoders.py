@@ -21,6 +21,7 @@ __all__ = [
     "ConvNeXtEncoder",
     "LPNetEncoder",
     "level_windows",
+    "normalise_levels",
     "standardise_embedding",
 ]
 
@@ -47,6 +48,20 @@ def standardise_embedding(features: torch.Tensor, scale: float | None) -> torch.
     centred = features - features.mean(dim=dims, keepdim=True)
     rms = centred.square().mean(dim=dims, keepdim=True).add(1e-12).sqrt()  # (1, E, 1..)
     return centred / rms * scale
+
+
+def normalise_levels(levels: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Each (B, C, *S_j) level divided by its RMS per item (over C and S_j).
+
+    Kodak's band-pass levels have an RMS of a few hundredths against the low-pass level's
+    ~0.4. A flat level (RMS 0) stays 0 rather than being blown up.
+    """
+    normalised = []
+    for level in levels:
+        dims = tuple(range(1, level.dim()))
+        rms = level.square().mean(dim=dims, keepdim=True).sqrt()  # (B, 1, 1..)
+        normalised.append(level / rms.clamp_min(1e-6))
+    return normalised
 
 
 def level_windows(strides: Sequence[int]) -> list[int]:
@@ -85,6 +100,11 @@ class LPNetEncoder(ConfigurableModule):
         widths: per-stage channels; the last is the embedding's channels.
         projection: "s3k" (LPNet-S3K) or "conv" (LPNet-Conv, strided convolutions).
         state_size: S3K state size N.
+        level_norm: divide each pyramid level by its RMS (per item, over channels and
+            positions) before its projection. S3K is not linear in its input (input-adaptive
+            B makes it cubic), so the small band-pass levels would otherwise reach it in a
+            range where only its bias terms speak; see :func:`normalise_levels`.
+        state_norm: S3K only: RMS-normalise each window's states (:class:`S3KConvNd`).
         blocks_per_stage: inverted-bottleneck blocks after each stage's sum.
         embedding_scale: see :func:`standardise_embedding` (None: the raw last stage).
     """
@@ -98,6 +118,8 @@ class LPNetEncoder(ConfigurableModule):
         widths: Sequence[int],
         projection: str = "s3k",
         state_size: int = 8,
+        level_norm: bool = False,
+        state_norm: bool = False,
         blocks_per_stage: int = 1,
         embedding_scale: float | None = DEFAULT_EMBEDDING_SCALE,
     ) -> None:
@@ -108,17 +130,24 @@ class LPNetEncoder(ConfigurableModule):
             widths=widths,
             projection=projection,
             state_size=state_size,
+            level_norm=level_norm,
+            state_norm=state_norm,
             blocks_per_stage=blocks_per_stage,
             embedding_scale=embedding_scale,
         )
         self.embedding_scale = embedding_scale
+        self.level_norm = level_norm
         _check_stages(strides, widths)
         if projection not in {"s3k", "conv"}:
             raise ValueError(f"projection must be 's3k' or 'conv', not {projection!r}")
+        if state_norm and projection != "s3k":
+            raise ValueError("state_norm applies to S3K projections only")
         self.total_stride = math.prod(strides)
         windows = level_windows(strides)
         self.projections = nn.ModuleList(
-            S3KConvNd(in_channels, width, window, ndim=ndim, state_size=state_size)
+            S3KConvNd(
+                in_channels, width, window, ndim=ndim, state_size=state_size, state_norm=state_norm
+            )
             if projection == "s3k"
             else conv_nd(ndim, in_channels, width, window, stride=window)
             for width, window in zip(widths, windows, strict=True)
@@ -132,6 +161,8 @@ class LPNetEncoder(ConfigurableModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, *S) -> (B, widths[-1], *S/prod(strides))."""
         levels = laplacian_pyramid(x, len(self.projections))
+        if self.level_norm:
+            levels = normalise_levels(levels)
         features = None
         for j, (project, stage, level) in enumerate(
             zip(self.projections, self.stages, levels, strict=True)

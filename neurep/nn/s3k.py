@@ -6,6 +6,8 @@ Paper §5.1-5.3 and Appendix A.8; DESIGN.md §2. For every window of size (K_1..
 output for the window is ``y[n] = sum_c sum_k X[c, k] prod_i K^(i)[c, n, k_i]`` — the last
 state of the SSM run over the window. Around it (A.8.2): a 1x1 input projection, a gate and
 residual from the window average, and a 1x1 projection from the N states to the outputs.
+Optionally (``state_norm``, what LPNet uses) the N states of each window are RMS-normalised
+before the gate, as Mamba-2 normalises before its output projection.
 
 Departures from the paper's text, on purpose:
 - The residual branch projects the *window average* of the projected input to N channels.
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurep.nn.blocks import ChannelRMSNorm
 from neurep.nn.functional import (
     contract_leading_axes,
     contract_windows,
@@ -82,6 +85,11 @@ class S3KConvNd(nn.Module):
             or a fixed learned B per channel and state (False: the layer is then linear in x
             apart from the gate; used for ablations and tests).
         gate: the SiLU gate and residual from the window average (A.8.2).
+        state_norm: RMS-normalise each window's N states (with a learned gain per state)
+            before the gate. The ZOH kernel taps are about dt per axis at initialisation, so
+            a d-dim window's states are about dt^d times its content: on band-pass input
+            they vanish next to the gate's residual, and the layer passes little but window
+            averages. The norm makes what the states say about the window count at any dt.
         dt_init: (min, max) of the log-uniform initialisation of the step sizes.
         implementation: "fast" contracts one axis at a time; "reference" materialises the
             d-dim kernel (the paper's way, for tests and benchmarks).
@@ -107,6 +115,7 @@ class S3KConvNd(nn.Module):
         hidden_channels: int | None = None,
         adaptive_b: bool = True,
         gate: bool = True,
+        state_norm: bool = False,
         dt_init: tuple[float, float] = (1e-3, 1e-1),
         implementation: Implementation = "fast",
         chunk_elements: int | None = 1 << 20,
@@ -151,6 +160,8 @@ class S3KConvNd(nn.Module):
             self.b_fixed = nn.Parameter(torch.randn(ndim, c, n))  # (d, C, N)
         if gate:
             self.res_proj = Pointwise(c, n)
+        # eps on the mean square: states of ~1e-6 RMS and below are not blown up to unit size.
+        self.state_norm = ChannelRMSNorm(n, eps=1e-12) if state_norm else None
         self.out_proj = Pointwise(n, out_channels)
 
     # -- SSM parameters ---------------------------------------------------------------------
@@ -326,6 +337,8 @@ class S3KConvNd(nn.Module):
             states = contract(flat, kernels)  # (P, N)
         states = states.reshape(batch, self.hidden_channels, -1, self.state_size).sum(1)
         states = states.transpose(1, 2).reshape(batch, self.state_size, *out_shape)  # (B,N,*O)
+        if self.state_norm is not None:
+            states = self.state_norm(states)
         if self.gate:
             residual = self.res_proj(averages.reshape(batch, -1, *out_shape))  # (B, N, *O)
             states = states * F.silu(residual) + residual
@@ -336,7 +349,8 @@ class S3KConvNd(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, ndim={self.ndim}, "
             f"state_size={self.state_size}, hidden_channels={self.hidden_channels}, "
-            f"adaptive_b={self.adaptive_b}, gate={self.gate}, implementation={self.implementation}"
+            f"adaptive_b={self.adaptive_b}, gate={self.gate}, "
+            f"state_norm={self.state_norm is not None}, implementation={self.implementation}"
         )
 
 

@@ -34,6 +34,7 @@ class LayerConfig:
     state_size: int = 3
     adaptive_b: bool = True
     gate: bool = True
+    state_norm: bool = False
     chunk_elements: int | None = None
     seed: int = 0
     extra: dict = field(default_factory=dict, compare=False)
@@ -51,6 +52,7 @@ class LayerConfig:
             hidden_channels=self.hidden_channels,
             adaptive_b=self.adaptive_b,
             gate=self.gate,
+            state_norm=self.state_norm,
             implementation=implementation,
             chunk_elements=self.chunk_elements if chunk_elements == -1 else chunk_elements,
         ).double()
@@ -151,6 +153,10 @@ def oracle_forward(layer: S3KConvNd, x: torch.Tensor) -> torch.Tensor:
                 residuals[(b, slice(None), *pos)] = (
                     layer.res_proj.weight @ average + layer.res_proj.bias
                 )
+    if layer.state_norm is not None:  # RMS over the N states of each window, times a gain
+        mean_square = (states**2).mean(dim=1, keepdim=True)
+        gain = layer.state_norm.gain.reshape(1, -1, *([1] * d))
+        states = states / torch.sqrt(mean_square + layer.state_norm.eps) * gain
     if layer.gate:
         states = states * _silu(residuals) + residuals
     out = torch.einsum("on,bn...->bo...", layer.out_proj.weight, states)
@@ -200,11 +206,12 @@ def layer_configs(
     max_outputs: int = 3,
     adaptive_b: bool | None = None,
     gate: bool | None = None,
+    state_norm: bool | None = None,
     chunked: bool | None = None,
     max_padding: int = 1,
 ) -> LayerConfig:
     """Random layer + input geometry: strides below, equal to and above the window, padding,
-    batch and channel counts, state sizes, adaptive or fixed B, gate, chunking."""
+    batch and channel counts, state sizes, adaptive or fixed B, gate, state norm, chunking."""
     ndim = draw(st.sampled_from(ndims))
     max_kernel = {1: 5, 2: 4, 3: 3, 4: 2}[ndim]
     max_out = max_outputs if ndim <= 2 else 2
@@ -251,6 +258,7 @@ def layer_configs(
         state_size=draw(st.integers(1, 4)),
         adaptive_b=draw(st.booleans()) if adaptive_b is None else adaptive_b,
         gate=draw(st.booleans()) if gate is None else gate,
+        state_norm=draw(st.booleans()) if state_norm is None else state_norm,
         chunk_elements=chunk_elements,
         seed=draw(st.integers(0, 2**31 - 1)),
     )
@@ -277,6 +285,7 @@ def permuted_layer(layer: S3KConvNd, perm: tuple[int, ...]) -> S3KConvNd:
         hidden_channels=layer.hidden_channels,
         adaptive_b=layer.adaptive_b,
         gate=layer.gate,
+        state_norm=layer.state_norm is not None,
         implementation=layer.implementation,
         chunk_elements=layer.chunk_elements,
     ).to(layer.log_dt.dtype)

@@ -114,6 +114,7 @@ def unit_window_cases(draw: st.DrawFn):
         "others": others,
         "adaptive_b": draw(st.booleans()),
         "gate": draw(st.booleans()),
+        "state_norm": draw(st.booleans()),
         "chunk_elements": draw(st.sampled_from([None, 1, 10])),
         "in_channels": draw(st.integers(1, 3)),
         "hidden": draw(st.integers(1, 3)),
@@ -144,6 +145,7 @@ def test_layer_with_unit_windows_on_other_axes_equals_1d_layer_on_every_line(cas
         "hidden_channels": case["hidden"],
         "adaptive_b": case["adaptive_b"],
         "gate": case["gate"],
+        "state_norm": case["state_norm"],
         "chunk_elements": case["chunk_elements"],
     }
     c_in = case["in_channels"]
@@ -159,6 +161,7 @@ def test_layer_with_unit_windows_on_other_axes_equals_1d_layer_on_every_line(cas
         state_size=case["state_size"],
         adaptive_b=case["adaptive_b"],
         gate=case["gate"],
+        state_norm=case["state_norm"],
         chunk_elements=case["chunk_elements"],
         seed=case["seed"],
     )
@@ -185,7 +188,7 @@ def test_layer_with_unit_windows_on_other_axes_equals_1d_layer_on_every_line(cas
     else:
         state["b_fixed"] = layer.b_fixed[axis : axis + 1]
     for name, value in layer.state_dict().items():
-        if name.startswith(("in_proj", "out_proj", "res_proj")):
+        if name.startswith(("in_proj", "out_proj", "res_proj", "state_norm")):
             state[name] = value
     line_layer.load_state_dict({k: v.detach().clone() for k, v in state.items()})
 
@@ -220,7 +223,7 @@ def test_permuting_axes_and_their_parameters_permutes_the_output(
 
 @settings(max_examples=30, deadline=None)
 @given(
-    cfg=layer_configs(adaptive_b=False, gate=False),
+    cfg=layer_configs(adaptive_b=False, gate=False, state_norm=False),
     a=st.floats(-3, 3),
     b=st.floats(-3, 3),
 )
@@ -237,8 +240,47 @@ def test_layer_without_adaptive_b_or_gate_is_affine_in_its_input(
     torch.testing.assert_close(lhs, rhs, rtol=1e-9, atol=1e-10)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    cfg=layer_configs(adaptive_b=False, gate=False, state_norm=True, max_padding=0),
+    scale=st.floats(1e-1, 1e2),
+)
+def test_state_norm_makes_the_linear_layer_blind_to_the_input_scale(
+    cfg: LayerConfig, scale: float
+) -> None:
+    """With fixed B, no gate and no input-projection bias the states are linear in x, so
+    RMS-normalised states, and the output, do not change when x is scaled by scale > 0 (the
+    point of state_norm: tiny states count as much as large ones). The norm's eps floor is
+    the only thing that bends this for tiny states, so it is set to 0 here."""
+    layer = cfg.build()
+    with torch.no_grad():
+        layer.in_proj.bias.zero_()
+    layer.state_norm.eps = 0.0
+    x = cfg.input()
+    torch.testing.assert_close(layer(scale * x), layer(x), **TOL)
+
+
+@settings(max_examples=20, deadline=None)
+@given(cfg=layer_configs(state_norm=True))
+def test_state_norm_leaves_all_zero_states_at_zero(cfg: LayerConfig) -> None:
+    """Zero input with zeroed input-projection and B biases gives zero states; the eps floor
+    keeps them zero (no 0/0), so the output is what the gate's residual branch gives alone."""
+    layer = cfg.build()
+    with torch.no_grad():
+        layer.in_proj.bias.zero_()
+        if cfg.adaptive_b:
+            layer.b_bias.zero_()
+    x = torch.zeros_like(cfg.input())
+    reference = cfg.build()
+    reference.load_state_dict(layer.state_dict())
+    reference.state_norm = None  # states are 0 either way; only the norm's 0/0 could differ
+    out = layer(x)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, reference(x), **TOL)
+
+
 @settings(max_examples=10, deadline=None)
-@given(cfg=layer_configs(adaptive_b=True, gate=False, max_padding=0))
+@given(cfg=layer_configs(adaptive_b=True, gate=False, state_norm=False, max_padding=0))
 def test_adaptive_b_makes_the_layer_depend_nonlinearly_on_its_input(cfg: LayerConfig) -> None:
     """Control for the test above: with input-adaptive B the same identity fails (B depends
     on the window, so the kernel is quadratic in it)."""
