@@ -10,7 +10,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from neurep.models import build
-from neurep.models.encoders import DEFAULT_EMBEDDING_SCALE, standardise_embedding
+from neurep.models.encoders import (
+    DEFAULT_EMBEDDING_SCALE,
+    normalise_levels,
+    standardise_embedding,
+)
+from neurep.models.pyramid import laplacian_pyramid
 
 
 def _per_channel(x: torch.Tensor) -> torch.Tensor:
@@ -71,12 +76,15 @@ def test_constant_channel_becomes_zero_and_none_leaves_the_input_alone() -> None
 
 ENCODERS = [
     ("lpnet", {"projection": "s3k", "state_size": 4}),
+    ("lpnet", {"projection": "s3k", "state_size": 4, "level_norm": True, "state_norm": True}),
     ("lpnet", {"projection": "conv"}),
+    ("lpnet", {"projection": "conv", "level_norm": True}),
     ("convnext", {}),
 ]
+ENCODER_IDS = ["lpnet-s3k", "lpnet-s3k-normed", "lpnet-conv", "lpnet-conv-normed", "convnext"]
 
 
-@pytest.mark.parametrize("name,extra", ENCODERS, ids=["lpnet-s3k", "lpnet-conv", "convnext"])
+@pytest.mark.parametrize("name,extra", ENCODERS, ids=ENCODER_IDS)
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 def test_encoders_return_standardised_embeddings_of_the_planned_shape(name, extra, ndim) -> None:
     torch.manual_seed(0)
@@ -116,3 +124,57 @@ def test_embedding_scale_none_keeps_the_raw_last_stage() -> None:
     scaled.load_state_dict(raw.state_dict())
     x = torch.rand(1, 3, 16, 16)
     torch.testing.assert_close(scaled(x), standardise_embedding(raw(x), DEFAULT_EMBEDDING_SCALE))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    ndim=st.integers(1, 3),
+    levels=st.integers(1, 3),
+    gains=st.lists(st.floats(1e-3, 1e3), min_size=3, max_size=3),
+    seed=st.integers(0, 2**16),
+)
+def test_normalised_levels_have_unit_rms_per_item(batch, ndim, levels, gains, seed) -> None:
+    """Every (B, C, *S_j) level comes out with RMS 1 for each item, whatever its own scale."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 2, *([8] * ndim), generator=generator, dtype=torch.float64)
+    x = x * torch.tensor(gains[:batch], dtype=x.dtype).reshape(-1, *([1] * (ndim + 1)))
+    pyramid = laplacian_pyramid(x, levels)
+    for raw, level in zip(pyramid, normalise_levels(pyramid), strict=True):
+        assert level.shape == raw.shape
+        rms = level.flatten(1).square().mean(dim=1).sqrt()
+        torch.testing.assert_close(rms, torch.ones(batch, dtype=x.dtype))
+        # Only a positive factor per item: directions are kept.
+        ratio = level.flatten(1) / raw.flatten(1)
+        torch.testing.assert_close(ratio, ratio[:, :1].expand_as(ratio))
+
+
+def test_a_flat_level_stays_zero() -> None:
+    flat = torch.zeros(2, 3, 4, 4)
+    (out,) = normalise_levels([flat])
+    assert torch.equal(out, flat)
+
+
+@pytest.mark.parametrize("projection", ["s3k", "conv"])
+@pytest.mark.parametrize("gain", [0.01, 7.0])
+def test_level_norm_makes_lpnet_blind_to_the_input_scale(projection, gain) -> None:
+    """The pyramid is linear, so scaling the input scales every level; normalised levels, and
+    so the embedding, do not change. Without level_norm the S3K embedding does change."""
+    torch.manual_seed(0)
+    config = {"ndim": 2, "in_channels": 3, "strides": [4, 2], "widths": [8, 4]}
+    config.update(projection=projection, level_norm=True)
+    encoder = build({"name": "lpnet", "configuration": config}).double()
+    x = torch.rand(1, 3, 16, 24, dtype=torch.float64) - 0.5
+    torch.testing.assert_close(encoder(gain * x), encoder(x))
+    plain = build({"name": "lpnet", "configuration": {**config, "level_norm": False}}).double()
+    plain.load_state_dict(encoder.state_dict())
+    if projection == "s3k":
+        assert not torch.allclose(plain(gain * x), plain(x), atol=1e-6)
+
+
+def test_state_norm_is_refused_for_convolutional_projections() -> None:
+    config = {"ndim": 2, "in_channels": 3, "strides": [4, 2], "widths": [8, 4]}
+    with pytest.raises(ValueError, match="S3K projections only"):
+        build(
+            {"name": "lpnet", "configuration": {**config, "projection": "conv", "state_norm": True}}
+        )

@@ -1,0 +1,71 @@
+"""Presets -> plans: which shapes each preset gives, per number of spatial dimensions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from neurep.fitting import get_preset, plan
+from neurep.fitting.rate import scaled_preset
+from neurep.models import build
+
+KODAK = (512, 768)
+
+
+def _encoder(name: str, spatial=KODAK, channels: int = 3) -> dict:
+    return plan(get_preset(name), channels, spatial).encoder["configuration"]
+
+
+def test_paper_preset_is_table_a4_for_kodak() -> None:
+    models = plan(get_preset("paper"), 3, KODAK)
+    encoder = models.encoder["configuration"]
+    assert encoder["strides"] == [32, 2, 2, 2]
+    assert encoder["widths"] == [64, 64, 64, 16]
+    assert encoder["state_size"] == 8
+    assert models.decoder["configuration"]["strides"] == [4, 4, 4, 2, 2]
+    assert get_preset("paper").steps == 300 and get_preset("paper").learning_rate == 2e-2
+    assert build(models.decoder).num_parameters() <= 160_000
+
+
+def test_default_preset_gives_images_a_one_in_64_embedding_with_16_states() -> None:
+    models = plan(get_preset("balanced"), 3, KODAK)
+    encoder = models.encoder["configuration"]
+    assert math.prod(encoder["strides"]) == 64 and encoder["strides"][0] == 8
+    assert encoder["state_size"] == 16
+    assert encoder["level_norm"] and encoder["state_norm"]
+    assert models.decoder["configuration"]["strides"] == [4, 4, 2, 2]
+    assert build(models.decoder).num_parameters() == 131_339
+    z_shape = [s // models.total_stride for s in KODAK]
+    assert z_shape == [8, 12]
+
+
+def test_the_conv_baseline_has_the_same_total_stride_and_decoder_as_s3k() -> None:
+    for s3k, conv in (("balanced", "balanced-conv"), ("paper", "paper-conv")):
+        a, b = plan(get_preset(s3k), 3, KODAK), plan(get_preset(conv), 3, KODAK)
+        assert a.total_stride == b.total_stride
+        assert a.decoder == b.decoder
+        assert b.encoder["configuration"]["projection"] == "conv"
+        assert not b.encoder["configuration"]["state_norm"]
+
+
+@pytest.mark.parametrize("spatial", [(65536,), (64, 64, 64)])
+def test_image_only_fields_leave_1d_and_3d_plans_alone(spatial) -> None:
+    """balanced's 2-D shape (stride cap, decoder widths, states) must not reach other ranks."""
+    balanced = plan(get_preset("balanced"), 1, spatial)
+    fast = plan(get_preset("fast"), 1, spatial)
+    assert balanced.encoder == fast.encoder
+    assert balanced.decoder == fast.decoder
+
+
+def test_small_images_still_get_a_valid_plan() -> None:
+    models = plan(get_preset("balanced"), 1, (17, 33))
+    assert all(p % models.total_stride == 0 for p in models.padded_shape)
+    assert models.encoder["configuration"]["strides"][0] == 2
+
+
+def test_scaling_a_preset_scales_the_image_decoder_too() -> None:
+    half = scaled_preset(get_preset("balanced"), 0.5)
+    assert half.decoder_widths_2d == (48, 32, 12)
+    assert half.decoder_widths == (48, 32, 12, 8)
+    assert plan(half, 3, KODAK).decoder["configuration"]["widths"] == [48, 32, 12]
