@@ -90,7 +90,7 @@ def fit_once(signal, preset_name, train_encoder, gaussian, steps, seed) -> dict:
         channels = models.encoder["configuration"]["widths"][-1]
         code = {"channels": channels, "total_stride": models.total_stride, "seed": seed}
         models.encoder.update(name="benchmark-gaussian-code", configuration=code)
-    result = fit_signal(signal, models, steps=preset.steps, seed=seed, progress=False)
+    result = fit_signal(signal, models, steps=models.preset.steps, seed=seed, progress=False)
     with torch.no_grad():
         decoded = result.decoder(result.embedding)[..., : signal.shape[2], : signal.shape[3]]
     decoded = (decoded.clamp(0, 1) * 255).round() / 255  # as a uint8 image would decode

@@ -103,6 +103,7 @@ def fit(
     else:
         models = plan(chosen, signal.shape[1], spatial)
     precision = precision or "float32"
+    chosen = models.preset  # as it applies to this signal's rank
     result = fit_signal(
         signal,
         models,

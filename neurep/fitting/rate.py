@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from neurep.errors import InputError
@@ -54,13 +54,13 @@ class Candidate:
 def scaled_preset(preset: Preset, scale: float) -> Preset:
     """The preset with every decoder width multiplied by ``scale`` (at least 2 channels)."""
 
-    def scaled(widths: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        return None if widths is None else tuple(max(2, round(w * scale)) for w in widths)
+    def scaled(widths: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(max(2, round(w * scale)) for w in widths)
 
-    return preset.with_overrides(
-        decoder_widths=scaled(preset.decoder_widths),
-        decoder_widths_2d=scaled(preset.decoder_widths_2d),
-    )
+    images = dict(preset.image_overrides)
+    if "decoder_widths" in images:
+        images["decoder_widths"] = scaled(images["decoder_widths"])
+    return replace(preset, decoder_widths=scaled(preset.decoder_widths), image_overrides=images)
 
 
 def lower_precisions(precision: str) -> list[str]:

@@ -66,6 +66,33 @@ def test_small_images_still_get_a_valid_plan() -> None:
 
 def test_scaling_a_preset_scales_the_image_decoder_too() -> None:
     half = scaled_preset(get_preset("balanced"), 0.5)
-    assert half.decoder_widths_2d == (48, 32, 12)
+    assert half.image_overrides["decoder_widths"] == (48, 32, 12)
     assert half.decoder_widths == (48, 32, 12, 8)
     assert plan(half, 3, KODAK).decoder["configuration"]["widths"] == [48, 32, 12]
+    assert plan(half, 1, (4096,)).decoder["configuration"]["widths"] == [48, 32, 12, 8]
+
+
+def test_images_fit_500_steps_at_3e_2_and_other_ranks_1100_at_2e_2() -> None:
+    assert plan(get_preset("balanced"), 3, KODAK).preset.steps == 500
+    assert plan(get_preset("balanced"), 3, KODAK).preset.learning_rate == 3e-2
+    assert plan(get_preset("balanced"), 1, (4096,)).preset.steps == 1100
+    assert plan(get_preset("balanced"), 1, (32, 32, 32)).preset.learning_rate == 2e-2
+
+
+def test_explicit_overrides_win_over_the_image_settings() -> None:
+    preset = get_preset("balanced").with_overrides(steps=30, learning_rate=1e-3)
+    resolved = plan(preset, 3, KODAK).preset
+    assert (resolved.steps, resolved.learning_rate) == (30, 1e-3)
+    assert resolved.state_size == 16  # what was not overridden still applies
+
+
+def test_the_api_fits_an_image_with_the_image_steps(tmp_path) -> None:
+    import numpy as np
+
+    import neurep
+
+    image = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    datum = neurep.fit(image, preset="balanced", steps=3, progress=False)
+    assert datum.metadata["fit"]["steps"] == 3
+    assert datum.metadata["fit"]["learning_rate"] == 3e-2
+    assert datum.metadata["encoder"]["configuration"]["state_size"] == 16
