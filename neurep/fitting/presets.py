@@ -75,16 +75,16 @@ class Preset:
 # (0.8, 0.95), 2e-2 beat 1e-2 and 5e-3 at 120 steps on kodim01 + kodim05 (24.1 / 23.1 /
 # 20.9 dB) and beat 5e-3 at 1100 steps (28.8 / 27.2 dB). Measured figures: benchmarks/.
 
-# The default for images (2-D signals; 1-D and 3-D keep the paper's shapes): a 1/64 embedding (12x8x16 numbers for 768x512, about 1.5 kB at int8),
-# a decoder of four transposed convolutions [4, 4, 2, 2] (131,339 parameters for RGB), and 16
-# S3K states (the paper's best on Kodak, Table A7). At 300 steps on kodim05 (seeds 0/1/2): S3K
-# with 8 states 26.74 / 27.74 / 27.30 dB, with 16 states 27.47 / 27.83 (seeds 0/1), Conv 27.86 /
-# 27.66 / 27.60; the paper's 1/256 shape gave S3K 26.32. A step costs about 2.5x the 1/256
-# shape's (the encoder works at 1/8 instead of 1/32), hence 500 steps, to keep a 768x512 fit
-# under 90 s on 2 CPU cores. Learning rate 3e-2 for both encoders (the paper's Conv rate): at
-# 300 steps, seed 0, S3K kodim05 25.50 / 27.47 / 28.35 / 27.42 dB at 1e-2 / 2e-2 / 3e-2 / 4e-2,
-# Conv kodim01 28.99 -> 29.53 and kodim05 27.86 -> 27.82 from 2e-2 to 3e-2. The measured
-# result: benchmarks/kodak_fit.py.
+# The default for images (2-D signals; 1-D and 3-D keep the paper's shapes): a 1/64 embedding
+# (12x8x16 numbers for 768x512, about 1.5 kB at int8), a decoder of four transposed
+# convolutions [4, 4, 2, 2] (131,339 parameters for RGB), and 16 S3K states (the paper's best
+# on Kodak, Table A7). At 300 steps on kodim05 (seeds 0/1/2): S3K with 8 states 26.74 / 27.74 /
+# 27.30 dB, with 16 states 27.47 / 27.83 (seeds 0/1), Conv 27.86 / 27.66 / 27.60; the paper's
+# 1/256 shape gave S3K 26.32. A step costs about 2.5x the 1/256 shape's (the encoder works at
+# 1/8 instead of 1/32), hence 500 steps, to keep a 768x512 fit under 90 s on 2 CPU cores.
+# Learning rate 3e-2 for both encoders (the paper's Conv rate): at 300 steps, seed 0, S3K
+# kodim05 25.50 / 27.47 / 28.35 / 27.42 dB at 1e-2 / 2e-2 / 3e-2 / 4e-2; Conv kodim01 28.99 ->
+# 29.53 and kodim05 27.86 -> 27.82 from 2e-2 to 3e-2. Measured in full: benchmarks/kodak_fit.py.
 _IMAGES_AT_ONE_IN_64 = {
     "steps": 500,
     "learning_rate": 3e-2,
