@@ -93,6 +93,9 @@ _IMAGES_AT_ONE_IN_64 = {
     "state_size": 16,
 }
 
+#: LPNet-Conv: plain strided convolutions, and plain pyramid levels (see Preset.level_norm).
+_LPNET_CONV = {"projection": "conv", "level_norm": False, "state_norm": False}
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -102,20 +105,11 @@ PRESETS: dict[str, Preset] = {
             "balanced-conv",
             steps=1100,
             learning_rate=2e-2,
-            projection="conv",
-            level_norm=False,
-            state_norm=False,
             image_overrides=_IMAGES_AT_ONE_IN_64,
+            **_LPNET_CONV,
         ),
         Preset("paper", steps=300, learning_rate=2e-2),
-        Preset(
-            "paper-conv",
-            steps=300,
-            learning_rate=3e-2,
-            projection="conv",
-            level_norm=False,
-            state_norm=False,
-        ),
+        Preset("paper-conv", steps=300, learning_rate=3e-2, **_LPNET_CONV),
         Preset("paper-convnext", steps=300, learning_rate=1e-2, encoder="convnext"),
     )
 }
