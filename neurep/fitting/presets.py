@@ -179,14 +179,13 @@ def plan(preset: Preset, channels: int, spatial: Sequence[int]) -> Plan:
             level_norm=preset.level_norm,
             state_norm=preset.state_norm and preset.projection == "s3k",
         )
-    decoder_widths = preset.decoder_widths
-    decoder_strides = _decoder_strides(total, len(decoder_widths) + 1)
+    decoder_strides = _decoder_strides(total, len(preset.decoder_widths) + 1)
     decoder_config = {
         "ndim": ndim,
         "in_channels": preset.encoder_widths[-1],
         "out_channels": channels,
         "strides": decoder_strides,
-        "widths": list(decoder_widths[: len(decoder_strides) - 1]),
+        "widths": list(preset.decoder_widths[: len(decoder_strides) - 1]),
     }
     return Plan(
         encoder={"name": preset.encoder, "configuration": encoder_config},

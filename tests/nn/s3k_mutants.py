@@ -182,6 +182,22 @@ MUTANTS = [
         "return self.out_proj(states * torch.rsqrt(states.square().mean(1, keepdim=True) + 1e-6))",
     ),
     Mutant(
+        "state-norm-dropped",
+        "state norm",
+        "state_norm=True builds the norm but the forward pass skips it",
+        "neurep/nn/s3k.py",
+        "states = self.state_norm(states)",
+        "states = states",
+    ),
+    Mutant(
+        "state-norm-eps-too-large",
+        "state norm",
+        "an eps of 1 on the mean square damps every window whose states are small",
+        "neurep/nn/s3k.py",
+        "ChannelRMSNorm(n, eps=1e-12)",
+        "ChannelRMSNorm(n, eps=1.0)",
+    ),
+    Mutant(
         "no-dt-clamp",
         "stability",
         "dt = exp(log_dt) without the DT_RANGE clamp",

@@ -261,6 +261,26 @@ def test_state_norm_makes_the_linear_layer_blind_to_the_input_scale(
 
 
 @settings(max_examples=20, deadline=None)
+@given(cfg=layer_configs(state_norm=True), gain=st.floats(1e-1, 1e3))
+def test_normalised_states_have_unit_rms_over_the_states_of_each_window(
+    cfg: LayerConfig, gain: float
+) -> None:
+    """With the norm's gain at 1, what leaves the norm has RMS 1 over N in every window, for
+    small and large inputs alike: sqrt(m / (m + 1e-12)) exactly, m the window's mean square
+    (an eps that were not tiny would damp small windows)."""
+    layer = cfg.build()
+    with torch.no_grad():
+        layer.state_norm.gain.fill_(1.0)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    layer.state_norm.register_forward_hook(lambda _m, args, out: seen.append((args[0], out)))
+    layer(cfg.input() * gain)
+    for states, out in seen:
+        mean_square = states.square().mean(dim=1)
+        expected = torch.sqrt(mean_square / (mean_square + 1e-12))
+        torch.testing.assert_close(out.square().mean(dim=1).sqrt(), expected, **TOL)
+
+
+@settings(max_examples=20, deadline=None)
 @given(cfg=layer_configs(state_norm=True))
 def test_state_norm_leaves_all_zero_states_at_zero(cfg: LayerConfig) -> None:
     """Zero input with zeroed input-projection and B biases gives zero states; the eps floor
