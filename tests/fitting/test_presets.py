@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
+import neurep
 from neurep.fitting import get_preset, plan
 from neurep.fitting.rate import scaled_preset
 from neurep.models import build
 
 KODAK = (512, 768)
-
-
-def _encoder(name: str, spatial=KODAK, channels: int = 3) -> dict:
-    return plan(get_preset(name), channels, spatial).encoder["configuration"]
 
 
 def test_paper_preset_is_table_a4_for_kodak() -> None:
@@ -86,11 +84,7 @@ def test_explicit_overrides_win_over_the_image_settings() -> None:
     assert resolved.state_size == 16  # what was not overridden still applies
 
 
-def test_the_api_fits_an_image_with_the_image_steps(tmp_path) -> None:
-    import numpy as np
-
-    import neurep
-
+def test_the_api_fits_an_image_with_the_image_settings() -> None:
     image = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     datum = neurep.fit(image, preset="balanced", steps=3, progress=False)
     assert datum.metadata["fit"]["steps"] == 3
