@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from neurep.fitting.presets import Plan
+from neurep.fitting.presets import Plan, Preset
 from neurep.models import build
 from neurep.models.registry import ConfigurableModule
 
@@ -72,6 +72,18 @@ def _learning_rate(step: int, steps: int, peak: float, warmup: int, final_fracti
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return peak * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _parameter_groups(
+    encoder: list[torch.nn.Parameter], decoder: list[torch.nn.Parameter], preset: Preset
+) -> list[dict]:
+    """Adam's groups: the encoder's at ``preset.encoder_lr_scale`` times the rate, the
+    decoder's at the rate itself (each group's ``lr_scale``; an empty group is left out)."""
+    groups = [
+        {"params": encoder, "lr_scale": preset.encoder_lr_scale},
+        {"params": decoder, "lr_scale": 1.0},
+    ]
+    return [group for group in groups if group["params"]]
 
 
 def start_from_mean(decoder: torch.nn.Module, target: torch.Tensor, loss: str) -> None:
@@ -152,23 +164,27 @@ def fit_signal(
         encoder.to(memory_format=layout)
         decoder.to(memory_format=layout)
         padded = padded.contiguous(memory_format=layout)
-    embed, parameters = _embedding_source(encoder, padded, plan.preset.train_encoder)
-    parameters += list(decoder.parameters())
-    optimiser = torch.optim.Adam(parameters, lr=plan.preset.learning_rate, betas=ADAM_BETAS)
+    embed, encoder_parameters = _embedding_source(encoder, padded, plan.preset.train_encoder)
+    optimiser = torch.optim.Adam(
+        _parameter_groups(encoder_parameters, list(decoder.parameters()), plan.preset),
+        lr=plan.preset.learning_rate,
+        betas=ADAM_BETAS,
+    )
     history: list[float] = []
     started = time.perf_counter()
     bar = tqdm(total=steps, desc=description, disable=not progress, leave=False, unit="step")
     loss_value = math.nan
     step = 0
     for step in range(steps):
+        peak = _learning_rate(
+            step,
+            steps,
+            plan.preset.learning_rate,
+            plan.preset.warmup_steps,
+            plan.preset.final_lr_fraction,
+        )
         for group in optimiser.param_groups:
-            group["lr"] = _learning_rate(
-                step,
-                steps,
-                plan.preset.learning_rate,
-                plan.preset.warmup_steps,
-                plan.preset.final_lr_fraction,
-            )
+            group["lr"] = peak * group["lr_scale"]
         recon = _crop(decoder(embed(padded)), spatial)
         objective = _loss(recon, target, loss)
         optimiser.zero_grad(set_to_none=True)

@@ -90,6 +90,16 @@ def _check_stages(strides: Sequence[int], widths: Sequence[int]) -> None:
         raise ValueError("strides and widths must be non-empty and of equal length")
 
 
+def _per_stage(value: int | Sequence[int], stages: int, name: str) -> list[int]:
+    """One value per stage: an int applies to all; a sequence must have one per stage."""
+    if isinstance(value, int):
+        return [value] * stages
+    values = [int(v) for v in value]
+    if len(values) != stages:
+        raise ValueError(f"{name} has {len(values)} entries for {stages} stages")
+    return values
+
+
 def _stage(width: int, ndim: int, blocks: int) -> nn.Sequential:
     return nn.Sequential(*(InvertedBottleneck(width, ndim) for _ in range(blocks)))
 
@@ -122,7 +132,7 @@ class LPNetEncoder(ConfigurableModule):
         strides: Sequence[int],
         widths: Sequence[int],
         projection: str = "s3k",
-        state_size: int = 8,
+        state_size: int | Sequence[int] = 8,
         level_norm: bool = False,
         state_norm: bool = False,
         blocks_per_stage: int = 1,
@@ -149,19 +159,20 @@ class LPNetEncoder(ConfigurableModule):
             raise ValueError("state_norm applies to S3K projections only")
         self.total_stride = math.prod(strides)
         windows = level_windows(strides)
+        state_sizes = _per_stage(state_size, len(widths), "state_size")
         self.projections = nn.ModuleList(
             S3KConvNd(
                 in_channels,
                 width,
                 window,
                 ndim=ndim,
-                state_size=state_size,
+                state_size=states,
                 state_norm=state_norm,
                 chunk_elements=S3K_CHUNK_ELEMENTS,
             )
             if projection == "s3k"
             else conv_nd(ndim, in_channels, width, window, stride=window)
-            for width, window in zip(widths, windows, strict=True)
+            for width, window, states in zip(widths, windows, state_sizes, strict=True)
         )
         self.downs = nn.ModuleList(
             conv_nd(ndim, c_in, c_out, stride, stride=stride)

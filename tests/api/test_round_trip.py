@@ -110,6 +110,8 @@ def test_open_reads_metadata_without_weights(tmp_path, monkeypatch):
     loaded = neurep.load(path)  # lazy as well
     assert loaded.metadata["fit"]["steps"] == 3
     assert loaded.metadata["fit"]["train_encoder"] is True  # how the embedding was made
+    preset = neurep.fitting.get_preset("fast")
+    assert loaded.metadata["fit"]["encoder_lr_scale"] == preset.encoder_lr_scale
 
 
 def test_the_same_seed_gives_the_same_datum(tmp_path):

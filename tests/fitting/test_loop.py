@@ -84,3 +84,44 @@ def test_trained_encoder_moves_the_embedding_away_from_its_initial_value() -> No
     _, _, trained = _small_fit(train_encoder=True)
     assert frozen.embedding.shape == trained.embedding.shape
     assert not torch.allclose(frozen.embedding, trained.embedding, atol=1e-4)
+
+
+def _fit_with_encoder_scale(scale: float, steps: int = 5):
+    from neurep.fitting import fit_signal, get_preset, plan
+
+    preset = get_preset("fast").with_overrides(encoder_lr_scale=scale, steps=steps)
+    torch.manual_seed(1)
+    signal = torch.rand(1, 3, 32, 48)
+    models = plan(preset, 3, (32, 48))
+    return signal, models, fit_signal(signal, models, steps=steps, seed=3, progress=False)
+
+
+def test_encoder_lr_scale_zero_leaves_the_encoder_untrained_and_the_decoder_learning() -> None:
+    from neurep.fitting.loop import pad_to
+
+    signal, models, result = _fit_with_encoder_scale(0.0)
+    torch.manual_seed(3)
+    encoder = build(models.encoder)
+    with torch.no_grad():
+        expected = encoder(pad_to(signal, models.padded_shape))
+    torch.testing.assert_close(result.embedding, expected)  # layouts differ: not bit-exact
+    assert result.history[-1] > result.history[0]
+
+
+def test_encoder_lr_scale_sets_the_encoder_rate_at_every_step(monkeypatch) -> None:
+    """Each step the encoder's group runs at scale x the decoder's scheduled rate."""
+    rates: list[tuple[float, ...]] = []
+    original_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append(tuple(group["lr"] for group in self.param_groups))
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    _, models, _ = _fit_with_encoder_scale(0.25, steps=4)
+    assert len(rates) == 4
+    decoder_rates = [decoder for _, decoder in rates]
+    assert len(set(decoder_rates)) > 1  # the schedule moves
+    for encoder_rate, decoder_rate in rates:
+        assert encoder_rate == pytest.approx(0.25 * decoder_rate, rel=1e-12)
+    assert max(decoder_rates) <= models.preset.learning_rate

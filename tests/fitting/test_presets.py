@@ -77,6 +77,14 @@ def test_images_fit_500_steps_at_3e_2_and_other_ranks_1100_at_2e_2() -> None:
     assert plan(get_preset("balanced"), 1, (32, 32, 32)).preset.learning_rate == 2e-2
 
 
+@pytest.mark.parametrize("name", ["balanced", "balanced-conv"])
+def test_both_default_encoders_learn_images_at_0_3x_and_other_ranks_at_1x(name) -> None:
+    assert plan(get_preset(name), 3, KODAK).preset.encoder_lr_scale == 0.3
+    assert plan(get_preset(name), 1, (4096,)).preset.encoder_lr_scale == 1.0
+    assert plan(get_preset(name), 1, (32, 32, 32)).preset.encoder_lr_scale == 1.0
+    assert get_preset("paper").encoder_lr_scale == 1.0  # Table A4 as written
+
+
 def test_explicit_overrides_win_over_the_image_settings() -> None:
     preset = get_preset("balanced").with_overrides(steps=30, learning_rate=1e-3)
     resolved = plan(preset, 3, KODAK).preset
@@ -89,4 +97,5 @@ def test_the_api_fits_an_image_with_the_image_settings() -> None:
     datum = neurep.fit(image, preset="balanced", steps=3, progress=False)
     assert datum.metadata["fit"]["steps"] == 3
     assert datum.metadata["fit"]["learning_rate"] == 3e-2
+    assert datum.metadata["fit"]["encoder_lr_scale"] == 0.3
     assert datum.metadata["encoder"]["configuration"]["state_size"] == 16
