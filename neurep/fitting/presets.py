@@ -88,10 +88,11 @@ class Preset:
 # Learning rate 3e-2 for both encoders (the paper's Conv rate): at 300 steps, seed 0, S3K
 # kodim05 25.50 / 27.47 / 28.35 / 27.42 dB at 1e-2 / 2e-2 / 3e-2 / 4e-2; Conv kodim01 28.99 ->
 # 29.53 and kodim05 27.86 -> 27.82 from 2e-2 to 3e-2. Measured in full: benchmarks/kodak_fit.py.
-# The encoder learns at 0.3x that rate (encoder_lr_scale), which helps both encoders: at 500
-# steps, seed 0, mean over kodim01-08, S3K 33.43 -> 33.88 dB (kodim06 31.27 -> 32.42) and Conv
-# 33.44 -> 33.93 (kodim02 36.34 -> 37.33). S3K on kodim06 at seed 1: 30.34 dB at 1x, 32.49 at
-# 0.3x, 32.17 at 0.1x, 31.45 with lam and dt frozen (Conv: 32.65 at 1x, 32.58 at 0.3x).
+# The encoder learns at 0.3x that rate (encoder_lr_scale), which helps both encoders
+# (benchmarks/kodak_fit.py, seed 0, kodim01-08): S3K 33.43 -> 33.88 dB mean (kodim06 31.27 ->
+# 32.39), Conv 33.44 -> 33.95 (kodim02 36.34 -> 37.34). S3K on kodim06 at seed 1: 30.34 dB at
+# 1x, 32.49 at 0.3x, 32.17 at 0.1x, 31.45 with lam and dt frozen (Conv 32.65 at 1x, 32.58 at
+# 0.3x). The gain is early: S3K on that image was at 24.1 dB after 200 steps at 1x, 27.9 at 0.3x.
 _IMAGES_AT_ONE_IN_64 = {
     "steps": 500,
     "learning_rate": 3e-2,
