@@ -114,7 +114,7 @@ class LPNetEncoder(ConfigurableModule):
         strides: per-stage downsampling, e.g. [32, 2, 2, 2] (the paper's Kodak setting).
         widths: per-stage channels; the last is the embedding's channels.
         projection: "s3k" (LPNet-S3K) or "conv" (LPNet-Conv, strided convolutions).
-        state_size: S3K state size N.
+        state_size: S3K state size N: one for every stage, or a sequence with one per stage.
         level_norm: divide each pyramid level by its RMS (per item, over channels and
             positions) before its projection. S3K is not linear in its input (input-adaptive
             B makes it cubic), so the small band-pass levels would otherwise reach it in a

@@ -178,3 +178,16 @@ def test_state_norm_is_refused_for_convolutional_projections() -> None:
         build(
             {"name": "lpnet", "configuration": {**config, "projection": "conv", "state_norm": True}}
         )
+
+
+def test_lpnet_takes_one_state_size_per_stage_or_one_for_all() -> None:
+    config = {"ndim": 2, "in_channels": 3, "strides": [4, 2, 2], "widths": [8, 8, 4]}
+    per_stage = build({"name": "lpnet", "configuration": {**config, "state_size": [32, 8, 4]}})
+    assert [p.state_size for p in per_stage.projections] == [32, 8, 4]
+    assert [p.out_proj.weight.shape[1] for p in per_stage.projections] == [32, 8, 4]
+    shared = build({"name": "lpnet", "configuration": {**config, "state_size": 6}})
+    assert [p.state_size for p in shared.projections] == [6, 6, 6]
+    out = per_stage(torch.rand(1, 3, 32, 48))
+    assert out.shape == (1, 4, 2, 3)
+    with pytest.raises(ValueError, match="state_size has 2 entries for 3 stages"):
+        build({"name": "lpnet", "configuration": {**config, "state_size": [8, 8]}})
