@@ -44,7 +44,7 @@ class Preset:
     level_norm: bool = True
     state_norm: bool = True
     # The encoder's learning rate as a fraction of ``learning_rate`` (the decoder's). See
-    # _IMAGES_AT_ONE_IN_64 for what it does to LPNet-S3K.
+    # _IMAGES_AT_ONE_IN_64 for what it does to both LPNet encoders.
     encoder_lr_scale: float = 1.0
     warmup_steps: int = 10
     final_lr_fraction: float = 0.01
