@@ -176,7 +176,7 @@ def fit_signal(
     loss_value = math.nan
     step = 0
     for step in range(steps):
-        peak = _learning_rate(
+        scheduled = _learning_rate(
             step,
             steps,
             plan.preset.learning_rate,
@@ -184,7 +184,7 @@ def fit_signal(
             plan.preset.final_lr_fraction,
         )
         for group in optimiser.param_groups:
-            group["lr"] = peak * group["lr_scale"]
+            group["lr"] = scheduled * group["lr_scale"]
         recon = _crop(decoder(embed(padded)), spatial)
         objective = _loss(recon, target, loss)
         optimiser.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ from torch import nn
 from neurep.models.pyramid import laplacian_pyramid
 from neurep.models.registry import ConfigurableModule, register
 from neurep.nn.blocks import InvertedBottleneck, conv_nd
-from neurep.nn.s3k import S3KConvNd
+from neurep.nn.s3k import S3KConvNd, one_per
 
 __all__ = [
     "DEFAULT_EMBEDDING_SCALE",
@@ -90,16 +90,6 @@ def _check_stages(strides: Sequence[int], widths: Sequence[int]) -> None:
         raise ValueError("strides and widths must be non-empty and of equal length")
 
 
-def _per_stage(value: int | Sequence[int], stages: int, name: str) -> list[int]:
-    """One value per stage: an int applies to all; a sequence must have one per stage."""
-    if isinstance(value, int):
-        return [value] * stages
-    values = [int(v) for v in value]
-    if len(values) != stages:
-        raise ValueError(f"{name} has {len(values)} entries for {stages} stages")
-    return values
-
-
 def _stage(width: int, ndim: int, blocks: int) -> nn.Sequential:
     return nn.Sequential(*(InvertedBottleneck(width, ndim) for _ in range(blocks)))
 
@@ -159,7 +149,7 @@ class LPNetEncoder(ConfigurableModule):
             raise ValueError("state_norm applies to S3K projections only")
         self.total_stride = math.prod(strides)
         windows = level_windows(strides)
-        state_sizes = _per_stage(state_size, len(widths), "state_size")
+        state_sizes = one_per(state_size, len(widths), "state_size", of="stages")
         self.projections = nn.ModuleList(
             S3KConvNd(
                 in_channels,

@@ -37,7 +37,15 @@ from neurep.nn.functional import (
 from neurep.nn.pointwise import Pointwise
 from neurep.nn.window_maps import AdaptiveWindowMaps
 
-__all__ = ["DT_RANGE", "LAMBDA_RANGE", "S3KConv1d", "S3KConv2d", "S3KConv3d", "S3KConvNd"]
+__all__ = [
+    "DT_RANGE",
+    "LAMBDA_RANGE",
+    "S3KConv1d",
+    "S3KConv2d",
+    "S3KConv3d",
+    "S3KConvNd",
+    "one_per",
+]
 
 #: Allowed step sizes: dt is clamped here, so lam*dt <= -1e-6 and exp(lam*dt) < 1 in float32.
 DT_RANGE = (1e-4, 10.0)
@@ -50,12 +58,16 @@ _LOG_LAMBDA_RANGE = (math.log(LAMBDA_RANGE[0]), math.log(LAMBDA_RANGE[1]))
 Implementation = Literal["fast", "reference"]
 
 
-def _as_tuple(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
+def one_per(
+    value: int | Sequence[int], count: int, name: str, of: str = "spatial axes"
+) -> tuple[int, ...]:
+    """``value`` once per item: an int is repeated ``count`` times; a sequence must have
+    ``count`` entries (``of`` names the items in the error)."""
     if isinstance(value, int):
-        return (value,) * ndim
+        return (value,) * count
     value = tuple(int(v) for v in value)
-    if len(value) != ndim:
-        raise ValueError(f"{name} has {len(value)} entries but the layer has ndim={ndim}")
+    if len(value) != count:
+        raise ValueError(f"{name} has {len(value)} entries for {count} {of}")
     return value
 
 
@@ -126,9 +138,9 @@ class S3KConvNd(nn.Module):
         self.ndim = ndim
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = _as_tuple(kernel_size, ndim, "kernel_size")
-        self.stride = self.kernel_size if stride is None else _as_tuple(stride, ndim, "stride")
-        self.padding = _as_tuple(padding, ndim, "padding")
+        self.kernel_size = one_per(kernel_size, ndim, "kernel_size")
+        self.stride = self.kernel_size if stride is None else one_per(stride, ndim, "stride")
+        self.padding = one_per(padding, ndim, "padding")
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError("kernel_size and stride must be >= 1 and padding >= 0")
         self.state_size = state_size
