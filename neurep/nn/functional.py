@@ -17,6 +17,8 @@ The d-dimensional kernel is the outer product of one 1-D kernel per axis. The fa
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
@@ -51,11 +53,18 @@ def s3k_coefficients(lam: torch.Tensor, dt: torch.Tensor, length: int) -> torch.
     """(N,), (N,) -> (N, L): ``lam_bar[n] ** (L-1-k) * (lam_bar[n] - 1) / lam[n]``.
 
     The power is taken as ``exp((L-1-k) * lam * dt)``, which stays differentiable where
-    ``lam_bar`` underflows to 0 (``0 ** 0`` has an undefined gradient).
+    ``lam_bar`` underflows to 0 (``0 ** 0`` has an undefined gradient). Powers below the
+    dtype's epsilon squared (float32: ~1e-14) are exactly 0. Next to the window's last tap
+    (power 1) they are lost in any sum anyway, and left in they become subnormal numbers
+    in the products downstream, on which CPUs compute many times slower (60 default-preset
+    steps on kodim02 with step sizes up to 3: 12.6 s, against 8.6 s with subnormals flushed).
     """
     lam_dt = lam * dt  # (N,)
     exponents = torch.arange(length - 1, -1, -1, dtype=lam.dtype, device=lam.device)  # (L,)
-    return torch.exp(lam_dt[:, None] * exponents) * (torch.expm1(lam_dt) / lam)[:, None]
+    powers = lam_dt[:, None] * exponents  # (N, L), <= 0
+    negligible = 2 * math.log(torch.finfo(powers.dtype).eps)  # float32: -31.8
+    decay = torch.where(powers > negligible, torch.exp(powers), 0.0)
+    return decay * (torch.expm1(lam_dt) / lam)[:, None]
 
 
 def s3k_kernel_1d(lam: torch.Tensor, dt: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

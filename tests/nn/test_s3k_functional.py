@@ -20,10 +20,12 @@ from neurep.nn.functional import (
     contract_windows,
     contract_windows_reference,
     materialise_kernel,
+    s3k_coefficients,
     s3k_kernel_1d,
     s3k_recurrence_1d,
     zoh_discretise,
 )
+from neurep.nn.s3k import DT_RANGE, LAMBDA_RANGE
 
 F64 = torch.float64
 seeds = st.integers(0, 2**31 - 1)
@@ -318,3 +320,27 @@ def test_zoh_scale_stays_accurate_when_lam_dt_is_tiny() -> None:
     expected = torch.expm1(lam.double() * dt.double()) / lam.double()
     torch.testing.assert_close(scale.double(), expected, rtol=1e-6, atol=0)
     assert torch.all(lam_bar < 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    log_neg_lambda=st.floats(math.log(LAMBDA_RANGE[0]), math.log(LAMBDA_RANGE[1])),
+    log_dt=st.floats(math.log(DT_RANGE[0]), math.log(DT_RANGE[1])),
+    length=st.integers(1, 64),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_kernel_taps_are_never_subnormal_and_exact_above_epsilon_squared(
+    log_neg_lambda: float, log_dt: float, length: int, dtype: torch.dtype
+) -> None:
+    """Over the layer's whole (lam, dt) range: every tap is 0 or a normal number (CPUs are
+    slow on subnormals), and a tap is 0 only where lam_bar ** (L-1-k) < eps ** 2."""
+    lam = torch.tensor([-math.exp(log_neg_lambda)], dtype=dtype)
+    dt = torch.tensor([math.exp(log_dt)], dtype=dtype)
+    taps = s3k_coefficients(lam, dt, length)[0]  # (L,)
+    assert torch.all((taps == 0) | (taps.abs() >= torch.finfo(dtype).tiny))
+    powers = (lam * dt).double() * torch.arange(length - 1, -1, -1, dtype=F64)
+    kept = powers > 2 * math.log(torch.finfo(dtype).eps)
+    assert kept[-1]  # the window's last sample always counts
+    assert torch.all(taps[~kept] == 0)
+    plain = torch.exp(powers) * (torch.expm1(lam.double() * dt.double()) / lam.double())
+    torch.testing.assert_close(taps[kept].double(), plain[kept], rtol=1e-5, atol=0)
