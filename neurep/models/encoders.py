@@ -14,7 +14,7 @@ from torch import nn
 from neurep.models.pyramid import laplacian_pyramid
 from neurep.models.registry import ConfigurableModule, register
 from neurep.nn.blocks import InvertedBottleneck, conv_nd
-from neurep.nn.s3k import S3KConvNd, one_per
+from neurep.nn.s3k import DT_INIT, S3KConvNd, one_per
 
 __all__ = [
     "DEFAULT_EMBEDDING_SCALE",
@@ -110,6 +110,10 @@ class LPNetEncoder(ConfigurableModule):
             B makes it cubic), so the small band-pass levels would otherwise reach it in a
             range where only its bias terms speak; see :func:`normalise_levels`.
         state_norm: S3K only: RMS-normalise each window's states (:class:`S3KConvNd`).
+        window_span: S3K only: (min, max) of the span ``L * dt`` that one window of L
+            samples covers in the SSM's time, log-uniform at initialisation; each level's
+            initial step sizes are this divided by its window length. None: the layer's
+            default step sizes (:data:`~neurep.nn.s3k.DT_INIT`) whatever the window.
         blocks_per_stage: inverted-bottleneck blocks after each stage's sum.
         embedding_scale: see :func:`standardise_embedding` (None: the raw last stage).
     """
@@ -125,6 +129,7 @@ class LPNetEncoder(ConfigurableModule):
         state_size: int | Sequence[int] = 8,
         level_norm: bool = False,
         state_norm: bool = False,
+        window_span: Sequence[float] | None = None,
         blocks_per_stage: int = 1,
         embedding_scale: float | None = DEFAULT_EMBEDDING_SCALE,
     ) -> None:
@@ -137,6 +142,7 @@ class LPNetEncoder(ConfigurableModule):
             state_size=state_size,
             level_norm=level_norm,
             state_norm=state_norm,
+            window_span=window_span,
             blocks_per_stage=blocks_per_stage,
             embedding_scale=embedding_scale,
         )
@@ -145,8 +151,10 @@ class LPNetEncoder(ConfigurableModule):
         _check_stages(strides, widths)
         if projection not in {"s3k", "conv"}:
             raise ValueError(f"projection must be 's3k' or 'conv', not {projection!r}")
-        if state_norm and projection != "s3k":
-            raise ValueError("state_norm applies to S3K projections only")
+        if projection != "s3k" and (state_norm or window_span is not None):
+            raise ValueError("state_norm and window_span apply to S3K projections only")
+        if window_span is not None and len(window_span) != 2:
+            raise ValueError(f"window_span must be (min, max), got {window_span!r}")
         self.total_stride = math.prod(strides)
         windows = level_windows(strides)
         state_sizes = one_per(state_size, len(widths), "state_size", of="stages")
@@ -158,6 +166,7 @@ class LPNetEncoder(ConfigurableModule):
                 ndim=ndim,
                 state_size=states,
                 state_norm=state_norm,
+                dt_init=DT_INIT if window_span is None else [t / window for t in window_span],
                 chunk_elements=S3K_CHUNK_ELEMENTS,
             )
             if projection == "s3k"

@@ -38,6 +38,7 @@ from neurep.nn.pointwise import Pointwise
 from neurep.nn.window_maps import AdaptiveWindowMaps
 
 __all__ = [
+    "DT_INIT",
     "DT_RANGE",
     "LAMBDA_RANGE",
     "S3KConv1d",
@@ -51,6 +52,9 @@ __all__ = [
 DT_RANGE = (1e-4, 10.0)
 #: Allowed |lam|: lam = -clamp(exp(param), *LAMBDA_RANGE).
 LAMBDA_RANGE = (1e-2, 1e3)
+#: The layer's default (min, max) for the log-uniform initial step sizes: the S4/Mamba habit,
+#: made for sequences far longer than an image window. LPNet picks its own (see its dt_init).
+DT_INIT = (1e-3, 1e-1)
 
 _LOG_DT_RANGE = (math.log(DT_RANGE[0]), math.log(DT_RANGE[1]))
 _LOG_LAMBDA_RANGE = (math.log(LAMBDA_RANGE[0]), math.log(LAMBDA_RANGE[1]))
@@ -128,7 +132,7 @@ class S3KConvNd(nn.Module):
         adaptive_b: bool = True,
         gate: bool = True,
         state_norm: bool = False,
-        dt_init: tuple[float, float] = (1e-3, 1e-1),
+        dt_init: Sequence[float] = DT_INIT,
         implementation: Implementation = "fast",
         chunk_elements: int | None = 1 << 20,
     ) -> None:
@@ -143,6 +147,11 @@ class S3KConvNd(nn.Module):
         self.padding = one_per(padding, ndim, "padding")
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError("kernel_size and stride must be >= 1 and padding >= 0")
+        if len(dt_init) != 2 or not DT_RANGE[0] <= dt_init[0] <= dt_init[1] <= DT_RANGE[1]:
+            raise ValueError(
+                f"dt_init must be (min, max) with {DT_RANGE[0]} <= min <= max <= {DT_RANGE[1]}, "
+                f"got {tuple(dt_init)}"
+            )
         self.state_size = state_size
         self.hidden_channels = hidden_channels or in_channels
         self.adaptive_b = adaptive_b

@@ -21,6 +21,7 @@ def test_paper_preset_is_table_a4_for_kodak() -> None:
     assert encoder["strides"] == [32, 2, 2, 2]
     assert encoder["widths"] == [64, 64, 64, 16]
     assert encoder["state_size"] == 8
+    assert encoder["window_span"] == [0.08, 8.0]  # not in Table A4: our S3K step sizes
     assert models.decoder["configuration"]["strides"] == [4, 4, 4, 2, 2]
     assert get_preset("paper").steps == 300 and get_preset("paper").learning_rate == 2e-2
     assert build(models.decoder).num_parameters() <= 160_000
@@ -32,6 +33,7 @@ def test_default_preset_gives_images_a_one_in_64_embedding_with_16_states() -> N
     assert math.prod(encoder["strides"]) == 64 and encoder["strides"][0] == 8
     assert encoder["state_size"] == 16
     assert encoder["level_norm"] and encoder["state_norm"]
+    assert encoder["window_span"] == [0.08, 8.0]
     assert models.decoder["configuration"]["strides"] == [4, 4, 2, 2]
     assert build(models.decoder).num_parameters() == 131_339
     z_shape = [s // models.total_stride for s in KODAK]
@@ -45,6 +47,7 @@ def test_the_conv_baseline_has_the_same_total_stride_and_decoder_as_s3k() -> Non
         assert a.decoder == b.decoder
         assert b.encoder["configuration"]["projection"] == "conv"
         assert not b.encoder["configuration"]["state_norm"]
+        assert "window_span" not in b.encoder["configuration"]
 
 
 @pytest.mark.parametrize("spatial", [(65536,), (64, 64, 64)])

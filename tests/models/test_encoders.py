@@ -16,6 +16,7 @@ from neurep.models.encoders import (
     standardise_embedding,
 )
 from neurep.models.pyramid import laplacian_pyramid
+from neurep.nn.s3k import DT_INIT
 
 
 def _per_channel(x: torch.Tensor) -> torch.Tensor:
@@ -172,12 +173,43 @@ def test_level_norm_makes_lpnet_blind_to_the_input_scale(projection, gain) -> No
         assert not torch.allclose(plain(gain * x), plain(x), atol=1e-6)
 
 
-def test_state_norm_is_refused_for_convolutional_projections() -> None:
+@pytest.mark.parametrize("s3k_only", [{"state_norm": True}, {"window_span": [0.1, 10.0]}])
+def test_s3k_options_are_refused_for_convolutional_projections(s3k_only) -> None:
     config = {"ndim": 2, "in_channels": 3, "strides": [4, 2], "widths": [8, 4]}
     with pytest.raises(ValueError, match="S3K projections only"):
-        build(
-            {"name": "lpnet", "configuration": {**config, "projection": "conv", "state_norm": True}}
-        )
+        build({"name": "lpnet", "configuration": {**config, "projection": "conv", **s3k_only}})
+
+
+def _initial_step_ranges(window_span) -> list[tuple[int, float, float]]:
+    """(window, min dt, max dt) of each S3K projection of a fresh LPNet with strides [4, 4]
+    (windows 4 and 8) and 64 states, so 128 step sizes per projection."""
+    config = {"ndim": 2, "in_channels": 3, "strides": [4, 4], "widths": [8, 4], "state_size": 64}
+    torch.manual_seed(0)
+    encoder = build({"name": "lpnet", "configuration": {**config, "window_span": window_span}})
+    ranges = []
+    for projection in encoder.projections:
+        _, dt = projection.ssm_parameters()
+        ranges.append((projection.kernel_size[0], dt.min().item(), dt.max().item()))
+    return ranges
+
+
+def _fills(low: float, high: float, drawn_min: float, drawn_max: float) -> bool:
+    """Drawn steps lie in [low, high] and reach both ends' tenths of its log range."""
+    tenth = math.exp(math.log(high / low) / 10)
+    inside = drawn_min >= low * (1 - 1e-6) and drawn_max <= high * (1 + 1e-6)
+    return inside and drawn_min < low * tenth and drawn_max > high / tenth
+
+
+def test_lpnet_window_span_divides_by_each_levels_window() -> None:
+    ranges = _initial_step_ranges([0.08, 8.0])
+    assert [window for window, _, _ in ranges] == [4, 8]
+    for window, drawn_min, drawn_max in ranges:
+        assert _fills(0.08 / window, 8.0 / window, drawn_min, drawn_max)
+
+
+def test_lpnet_without_window_span_keeps_the_layers_default_steps() -> None:
+    for _, drawn_min, drawn_max in _initial_step_ranges(None):
+        assert _fills(*DT_INIT, drawn_min, drawn_max)
 
 
 def test_lpnet_takes_one_state_size_per_stage_or_one_for_all() -> None:

@@ -115,6 +115,12 @@ def test_bad_geometry_arguments_raise_value_error(kwargs) -> None:
         S3KConvNd(1, 1, ndim=2, **kwargs)
 
 
+@pytest.mark.parametrize("dt_init", [(0.1, 0.01), (0.0, 0.1), (1e-3, 100.0), (1e-3,)])
+def test_step_size_ranges_outside_the_allowed_one_raise_value_error(dt_init) -> None:
+    with pytest.raises(ValueError, match="dt_init"):
+        S3KConvNd(1, 1, 2, ndim=2, dt_init=dt_init)
+
+
 def test_zero_spatial_dimensions_raise_value_error() -> None:
     with pytest.raises(ValueError, match="ndim"):
         S3KConvNd(1, 1, 2, ndim=0)
