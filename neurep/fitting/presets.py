@@ -44,8 +44,8 @@ class Preset:
     level_norm: bool = True
     state_norm: bool = True
     # S3K's initial step sizes as the span L*dt of one L-sample window, (min, max) log-uniform
-    # (LPNetEncoder.window_span); None: the layer's (1e-3, 1e-1) whatever the window. Images
-    # get _S3K_WINDOW_SPAN.
+    # (LPNetEncoder.window_span); None: the layer's (1e-3, 1e-1) whatever the window. The 1/64
+    # image default sets _S3K_WINDOW_SPAN.
     window_span: tuple[float, float] | None = None
     # The encoder's learning rate as a fraction of ``learning_rate`` (the decoder's). See
     # _IMAGES_AT_ONE_IN_64 for what it does to both LPNet encoders.
@@ -97,16 +97,13 @@ class Preset:
 # 32.39), Conv 33.44 -> 33.95 (kodim02 36.34 -> 37.34). S3K on kodim06 at seed 1: 30.34 dB at
 # 1x, 32.49 at 0.3x, 32.17 at 0.1x, 31.45 with lam and dt frozen (Conv 32.65 at 1x, 32.58 at
 # 0.3x). The gain is early: S3K on that image was at 24.1 dB after 200 steps at 1x, 27.9 at 0.3x.
-# S3K step sizes for images: one window spans 0.08 to 8 in the SSM's time (dt = span / L), so
-# at initialisation the slowest states weigh a window almost evenly and the fastest see its
-# last sample or two, whatever the window. The layer's own (1e-3, 1e-1) is the S4/Mamba habit
-# for long sequences; on a window of L = 8 it makes most states near-flat window averages.
-# Probes at seed 0 (the layer's steps -> these; LPNet-Conv in brackets): default preset,
-# L = 8, kodim01-08 31.16 -> 31.15, 36.82 -> 37.15, 38.02 -> 38.27, 35.77 -> 35.81, 30.43 ->
-# 30.54, 32.39 -> 32.36, 37.34 -> 37.37, 29.09 -> 29.24 dB (mean +0.11; Conv 33.95); paper
-# preset, L = 32, kodim01/02/05/06/07 +0.04 / +0.05 / -0.03 / +0.61 / +0.13 dB, where the
-# same steps as L = 8 (0.01 to 1) lost 0.08-0.25 dB; fast preset, L = 32, kodim01/05/06 +0.15 /
-# +0.05 / +1.11 dB. Measured in full: benchmarks/kodak_fit.py.
+# S3K step sizes at the 1/64 default: one window spans 0.08 to 8 in the SSM's time (dt =
+# span / L), so at initialisation the slowest states weigh a window almost evenly and the
+# fastest see its last sample or two. The layer's own (1e-3, 1e-1), the S4/Mamba habit for
+# long sequences, makes most states near-flat averages of the default's 8-sample windows.
+# benchmarks/kodak_fit.py, kodim01-08, S3K mean: seed 0 33.88 -> 33.99 dB, seed 1 33.94 ->
+# 34.00 (Conv 33.95 / 33.96). Not for the paper's 32-sample windows: there the same span
+# gave 30.02 / 29.66 / 29.39 dB at seeds 0/1/2 against 30.03 / 29.80 / 29.65 without it.
 _S3K_WINDOW_SPAN = (0.08, 8.0)
 
 _IMAGES_AT_ONE_IN_64 = {
@@ -118,7 +115,6 @@ _IMAGES_AT_ONE_IN_64 = {
     "state_size": 16,
     "window_span": _S3K_WINDOW_SPAN,
 }
-_IMAGES = {"window_span": _S3K_WINDOW_SPAN}
 
 #: LPNet-Conv: plain strided convolutions, and plain pyramid levels (see Preset.level_norm).
 _LPNET_CONV = {"projection": "conv", "level_norm": False, "state_norm": False}
@@ -126,7 +122,7 @@ _LPNET_CONV = {"projection": "conv", "level_norm": False, "state_norm": False}
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
-        Preset("fast", steps=120, learning_rate=2e-2, image_overrides=_IMAGES),
+        Preset("fast", steps=120, learning_rate=2e-2),
         Preset("balanced", steps=1100, learning_rate=2e-2, image_overrides=_IMAGES_AT_ONE_IN_64),
         Preset(
             "balanced-conv",
@@ -135,7 +131,7 @@ PRESETS: dict[str, Preset] = {
             image_overrides=_IMAGES_AT_ONE_IN_64,
             **_LPNET_CONV,
         ),
-        Preset("paper", steps=300, learning_rate=2e-2, image_overrides=_IMAGES),
+        Preset("paper", steps=300, learning_rate=2e-2),
         Preset("paper-conv", steps=300, learning_rate=3e-2, **_LPNET_CONV),
         Preset("paper-convnext", steps=300, learning_rate=1e-2, encoder="convnext"),
     )
