@@ -102,8 +102,9 @@ class Preset:
 # fastest see its last sample or two. The layer's own (1e-3, 1e-1), the S4/Mamba habit for
 # long sequences, makes most states near-flat averages of the default's 8-sample windows.
 # benchmarks/kodak_fit.py, kodim01-08, S3K mean: seed 0 33.88 -> 33.99 dB, seed 1 33.94 ->
-# 34.00 (Conv 33.95 / 33.96). Not for the paper's 32-sample windows: there the same span
-# gave 30.02 / 29.66 / 29.39 dB at seeds 0/1/2 against 30.03 / 29.80 / 29.65 without it.
+# 34.00 (Conv 33.95 / 33.96); seed 2 33.88 (Conv 33.58). Not for the paper's 32-sample
+# windows: there the same span gave 30.02 / 29.66 / 29.39 dB at seeds 0/1/2, against 30.03 /
+# 29.80 / 29.65 without it.
 _S3K_WINDOW_SPAN = (0.08, 8.0)
 
 _IMAGES_AT_ONE_IN_64 = {
