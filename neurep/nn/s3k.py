@@ -53,7 +53,7 @@ DT_RANGE = (1e-4, 10.0)
 #: Allowed |lam|: lam = -clamp(exp(param), *LAMBDA_RANGE).
 LAMBDA_RANGE = (1e-2, 1e3)
 #: The layer's default (min, max) for the log-uniform initial step sizes: the S4/Mamba habit,
-#: made for sequences far longer than an image window. LPNet picks its own (see its dt_init).
+#: made for sequences far longer than an image window. LPNet can set its own (window_span).
 DT_INIT = (1e-3, 1e-1)
 
 _LOG_DT_RANGE = (math.log(DT_RANGE[0]), math.log(DT_RANGE[1]))
