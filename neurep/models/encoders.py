@@ -114,6 +114,10 @@ class LPNetEncoder(ConfigurableModule):
             samples covers in the SSM's time, log-uniform at initialisation; each level's
             initial step sizes are this divided by its window length. None: the layer's
             default step sizes (:data:`~neurep.nn.s3k.DT_INIT`) whatever the window.
+        hidden_channels: S3K only: C, the channels each projection's 1x1 input map makes of
+            a level before its windows are contracted (one for every stage, or one per
+            stage). Each of the N states sums over these C channels, each with its own
+            input-adaptive kernel. None: C = in_channels (3 for RGB).
         blocks_per_stage: inverted-bottleneck blocks after each stage's sum.
         embedding_scale: see :func:`standardise_embedding` (None: the raw last stage).
     """
@@ -130,6 +134,7 @@ class LPNetEncoder(ConfigurableModule):
         level_norm: bool = False,
         state_norm: bool = False,
         window_span: Sequence[float] | None = None,
+        hidden_channels: int | Sequence[int] | None = None,
         blocks_per_stage: int = 1,
         embedding_scale: float | None = DEFAULT_EMBEDDING_SCALE,
     ) -> None:
@@ -143,6 +148,7 @@ class LPNetEncoder(ConfigurableModule):
             level_norm=level_norm,
             state_norm=state_norm,
             window_span=window_span,
+            hidden_channels=hidden_channels,
             blocks_per_stage=blocks_per_stage,
             embedding_scale=embedding_scale,
         )
@@ -151,13 +157,25 @@ class LPNetEncoder(ConfigurableModule):
         _check_stages(strides, widths)
         if projection not in {"s3k", "conv"}:
             raise ValueError(f"projection must be 's3k' or 'conv', not {projection!r}")
-        if projection != "s3k" and (state_norm or window_span is not None):
-            raise ValueError("state_norm and window_span apply to S3K projections only")
+        if projection != "s3k" and (
+            state_norm or window_span is not None or hidden_channels is not None
+        ):
+            raise ValueError(
+                "state_norm, window_span and hidden_channels apply to S3K projections only"
+            )
         if window_span is not None and len(window_span) != 2:
             raise ValueError(f"window_span must be (min, max), got {window_span!r}")
         self.total_stride = math.prod(strides)
         windows = level_windows(strides)
         state_sizes = one_per(state_size, len(widths), "state_size", of="stages")
+        hidden = one_per(
+            in_channels if hidden_channels is None else hidden_channels,
+            len(widths),
+            "hidden_channels",
+            of="stages",
+        )
+        if min(hidden) < 1:
+            raise ValueError(f"hidden_channels must be >= 1, got {hidden_channels!r}")
         self.projections = nn.ModuleList(
             S3KConvNd(
                 in_channels,
@@ -166,12 +184,16 @@ class LPNetEncoder(ConfigurableModule):
                 ndim=ndim,
                 state_size=states,
                 state_norm=state_norm,
+                hidden_channels=channels,
                 dt_init=DT_INIT if window_span is None else [t / window for t in window_span],
-                chunk_elements=S3K_CHUNK_ELEMENTS,
+                # The same input rows per chunk whatever C (the layer counts projected ones).
+                chunk_elements=S3K_CHUNK_ELEMENTS * channels // in_channels,
             )
             if projection == "s3k"
             else conv_nd(ndim, in_channels, width, window, stride=window)
-            for width, window, states in zip(widths, windows, state_sizes, strict=True)
+            for width, window, states, channels in zip(
+                widths, windows, state_sizes, hidden, strict=True
+            )
         )
         self.downs = nn.ModuleList(
             conv_nd(ndim, c_in, c_out, stride, stride=stride)

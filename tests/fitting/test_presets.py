@@ -22,6 +22,8 @@ def test_paper_preset_is_table_a4_for_kodak() -> None:
     assert encoder["widths"] == [64, 64, 64, 16]
     assert encoder["state_size"] == 8
     assert "window_span" not in encoder  # the S3K layer's own step sizes
+    assert encoder["hidden_channels"] == 16  # the paper leaves S3K's input map open
+    assert models.preset.encoder_lr_scale == 0.3
     assert models.decoder["configuration"]["strides"] == [4, 4, 4, 2, 2]
     assert get_preset("paper").steps == 300 and get_preset("paper").learning_rate == 2e-2
     assert build(models.decoder).num_parameters() <= 160_000
@@ -48,6 +50,7 @@ def test_the_conv_baseline_has_the_same_total_stride_and_decoder_as_s3k() -> Non
         assert b.encoder["configuration"]["projection"] == "conv"
         assert not b.encoder["configuration"]["state_norm"]
         assert "window_span" not in b.encoder["configuration"]
+        assert "hidden_channels" not in b.encoder["configuration"]
 
 
 @pytest.mark.parametrize("spatial", [(65536,), (64, 64, 64)])
@@ -85,7 +88,10 @@ def test_both_default_encoders_learn_images_at_0_3x_and_other_ranks_at_1x(name) 
     assert plan(get_preset(name), 3, KODAK).preset.encoder_lr_scale == 0.3
     assert plan(get_preset(name), 1, (4096,)).preset.encoder_lr_scale == 1.0
     assert plan(get_preset(name), 1, (32, 32, 32)).preset.encoder_lr_scale == 1.0
-    assert get_preset("paper").encoder_lr_scale == 1.0  # Table A4 as written
+    paper = get_preset("paper")
+    assert plan(paper, 1, (4096,)).preset.encoder_lr_scale == 1.0  # Table A4 as written
+    assert "hidden_channels" not in plan(paper, 1, (32, 32, 32)).encoder["configuration"]
+    assert plan(get_preset("paper-conv"), 3, KODAK).preset.encoder_lr_scale == 1.0
 
 
 def test_explicit_overrides_win_over_the_image_settings() -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from neurep.models import build
 from neurep.models.encoders import (
     DEFAULT_EMBEDDING_SCALE,
+    S3K_CHUNK_ELEMENTS,
     normalise_levels,
     standardise_embedding,
 )
@@ -173,7 +174,9 @@ def test_level_norm_makes_lpnet_blind_to_the_input_scale(projection, gain) -> No
         assert not torch.allclose(plain(gain * x), plain(x), atol=1e-6)
 
 
-@pytest.mark.parametrize("s3k_only", [{"state_norm": True}, {"window_span": [0.1, 10.0]}])
+@pytest.mark.parametrize(
+    "s3k_only", [{"state_norm": True}, {"window_span": [0.1, 10.0]}, {"hidden_channels": 8}]
+)
 def test_s3k_options_are_refused_for_convolutional_projections(s3k_only) -> None:
     config = {"ndim": 2, "in_channels": 3, "strides": [4, 2], "widths": [8, 4]}
     with pytest.raises(ValueError, match="S3K projections only"):
@@ -223,3 +226,20 @@ def test_lpnet_takes_one_state_size_per_stage_or_one_for_all() -> None:
     assert out.shape == (1, 4, 2, 3)
     with pytest.raises(ValueError, match="state_size has 2 entries for 3 stages"):
         build({"name": "lpnet", "configuration": {**config, "state_size": [8, 8]}})
+
+
+def test_lpnet_hidden_channels_widen_every_s3k_input_map() -> None:
+    config = {"ndim": 2, "in_channels": 3, "strides": [4, 2], "widths": [8, 4]}
+    default = build({"name": "lpnet", "configuration": config})
+    assert [p.hidden_channels for p in default.projections] == [3, 3]
+    wide = build({"name": "lpnet", "configuration": {**config, "hidden_channels": 16}})
+    assert [p.hidden_channels for p in wide.projections] == [16, 16]
+    assert [tuple(p.in_proj.weight.shape) for p in wide.projections] == [(16, 3), (16, 3)]
+    per_stage = build({"name": "lpnet", "configuration": {**config, "hidden_channels": [12, 5]}})
+    assert [p.hidden_channels for p in per_stage.projections] == [12, 5]
+    # Chunks hold the same input rows whatever C, so a wide map does not start recomputing.
+    assert [p.chunk_elements for p in default.projections] == [S3K_CHUNK_ELEMENTS] * 2
+    assert [p.chunk_elements for p in wide.projections] == [S3K_CHUNK_ELEMENTS * 16 // 3] * 2
+    assert per_stage(torch.rand(2, 3, 16, 24)).shape == (2, 4, 2, 3)
+    with pytest.raises(ValueError, match="hidden_channels must be >= 1"):
+        build({"name": "lpnet", "configuration": {**config, "hidden_channels": 0}})
