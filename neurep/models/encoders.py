@@ -174,8 +174,6 @@ class LPNetEncoder(ConfigurableModule):
             "hidden_channels",
             of="stages",
         )
-        if min(hidden) < 1:
-            raise ValueError(f"hidden_channels must be >= 1, got {hidden_channels!r}")
         self.projections = nn.ModuleList(
             S3KConvNd(
                 in_channels,

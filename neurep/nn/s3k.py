@@ -153,7 +153,9 @@ class S3KConvNd(nn.Module):
                 f"got {tuple(dt_init)}"
             )
         self.state_size = state_size
-        self.hidden_channels = hidden_channels or in_channels
+        if hidden_channels is not None and hidden_channels < 1:
+            raise ValueError(f"hidden_channels must be >= 1, got {hidden_channels}")
+        self.hidden_channels = in_channels if hidden_channels is None else hidden_channels
         self.adaptive_b = adaptive_b
         self.gate = gate
         if implementation not in ("fast", "reference"):
