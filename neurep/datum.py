@@ -22,13 +22,16 @@ from neurep.formats.quantize import (
     quantize_array,
     quantize_tensors,
 )
+from neurep.metadata import (
+    EMBEDDING_ARRAY,
+    at_precision,
+    with_quantization,
+)
 from neurep.modalities import adapter_from_config
 from neurep.models import build
 from neurep.models.registry import ConfigurableModule
 
 __all__ = ["NeuralDatum"]
-
-EMBEDDING_ARRAY = "embedding"
 #: The most values one decoded item may have (a 16k x 16k RGBA image, a 1024^3 volume).
 MAX_DECODED_ELEMENTS_PER_ITEM = 1 << 30
 
@@ -217,12 +220,9 @@ class NeuralDatum:
         codes, embedding_qinfo = quantize_array(self.embedding(), embedding_precision, axis=1)
         self.decoder.load_state_dict(dequantize_tensors(stored, qinfo))
         self._embedding = dequantize_array(codes, embedding_qinfo)
-        self.metadata["weights"] = {**self.metadata["weights"], "quantization": qinfo}
-        self.metadata["embedding"] = {
-            **self.metadata["embedding"],
-            "dtype": str(codes.dtype),
-            "quantization": embedding_qinfo,
-        }
+        self.metadata = with_quantization(
+            self.metadata, qinfo, str(codes.dtype), embedding_qinfo
+        )
         self._stored = (stored, codes)
 
     def with_precision(self, precision: str, embedding_precision: str | None = None) -> NeuralDatum:
@@ -234,12 +234,7 @@ class NeuralDatum:
         """
         if self.metadata["weights"].get("precision", "float32") != "float32":
             raise ValueError("requantise from a float32 datum, not from quantised weights")
-        if embedding_precision is None:
-            embedding_precision = "int8" if precision.startswith("int") else precision
-        metadata = copy.deepcopy(self.metadata)
-        metadata["weights"] = {"precision": precision, "quantization": None}
-        metadata["embedding"].update(precision=embedding_precision, quantization=None)
-        metadata["embedding"]["dtype"] = "float32"
+        metadata = at_precision(self.metadata, precision, embedding_precision)
         datum = NeuralDatum(
             metadata, decoder=copy.deepcopy(self.decoder), embedding=np.array(self.embedding())
         )

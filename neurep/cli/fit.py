@@ -74,13 +74,14 @@ def _fit(args: argparse.Namespace) -> int:
 
     source = existing_file(args.input)
     target = output_path(args.output, (".nrep",), "output")
-    _check_preset(args.preset)
+    preset = _preset(args.preset)
+    if args.frozen_encoder:
+        preset = preset.with_overrides(train_encoder=False)
     datum = neurep.fit(
         str(source),
         modality=args.modality,
-        preset=args.preset,
+        preset=preset,
         steps=args.steps,
-        train_encoder=False if args.frozen_encoder else None,
         seed=args.seed,
         precision=args.precision,
         bpp=args.bpp,
@@ -100,9 +101,10 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_preset(name: str) -> None:
-    """CommandError naming the presets when ``name`` is not one of them."""
+def _preset(name: str):
+    """The preset called ``name``; CommandError naming the presets when there is none."""
     from neurep.fitting.presets import PRESETS
 
     if name not in PRESETS:
         raise CommandError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]

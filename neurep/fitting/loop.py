@@ -1,7 +1,7 @@
 """The fitting loop: overfit an encoder/decoder pair to one signal.
 
 Only the decoder and the embedding the encoder produces are kept; the encoder is thrown away
-after fitting (DESIGN.md §3).
+after fitting (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -28,16 +28,13 @@ class FitResult:
 
     decoder: ConfigurableModule
     embedding: torch.Tensor  # (B, E, *s)
-    encoder_config: dict
     steps: int
     wall_time_s: float
-    final_loss: float
     history: list[float] = field(default_factory=list)  # training PSNR (dB) per step
 
 
 #: Shorter memories than Adam's (0.9, 0.999): an overfit's gradients change fast, and the
-#: estimates should follow them. Paper preset, kodim01 + kodim05 at 300 steps: (0.9, 0.99)
-#: 25.77 dB mean, (0.9, 0.95) 26.74, (0.8, 0.95) 27.09, (0.7, 0.95) 26.95, (0.8, 0.9) 26.94.
+#: estimates should follow them (RESULTS.md, "Optimiser").
 ADAM_BETAS = (0.8, 0.95)
 
 #: Memory layout used while fitting, by tensor rank (4: 2-D signals, 5: 3-D).
@@ -89,8 +86,8 @@ def _parameter_groups(
 def start_from_mean(decoder: torch.nn.Module, target: torch.Tensor, loss: str) -> None:
     """Set the decoder's output bias so that its first output is about the target's mean.
 
-    Otherwise the first steps of a fit go to learning the mean colour. Paper preset, kodim01 at
-    300 steps: 25.4 -> 26.8 dB. ``target``: (B, C, *S); for "bce" the bias is the logit of the
+    Otherwise the first steps of a fit go to learning the mean colour (RESULTS.md,
+    "Optimiser"). ``target``: (B, C, *S); for "bce" the bias is the logit of the
     mean occupancy (clamped away from 0 and 1).
     """
     mean = target.mean(dim=(0, *range(2, target.dim())))  # (C,)
@@ -173,7 +170,6 @@ def fit_signal(
     history: list[float] = []
     started = time.perf_counter()
     bar = tqdm(total=steps, desc=description, disable=not progress, leave=False, unit="step")
-    loss_value = math.nan
     step = 0
     for step in range(steps):
         scheduled = _learning_rate(
@@ -190,7 +186,6 @@ def fit_signal(
         optimiser.zero_grad(set_to_none=True)
         objective.backward()
         optimiser.step()
-        loss_value = objective.item()
         with torch.no_grad():
             mse = F.mse_loss(recon.sigmoid() if loss == "bce" else recon.clamp(0, 1), target)
         history.append(psnr_from_mse(mse.item()))
@@ -207,9 +202,7 @@ def fit_signal(
     return FitResult(
         decoder=decoder.cpu(),
         embedding=embedding,
-        encoder_config=plan.encoder,
         steps=step + 1,
         wall_time_s=time.perf_counter() - started,
-        final_loss=loss_value,
         history=history,
     )

@@ -1,12 +1,12 @@
-"""Rate control: pick the decoder's width and precision so the file fits a byte budget.
+"""Rate control: the decoder's width and precision that keep the file within a byte budget.
 
 The size that counts is the written ``.nrep`` file. Before fitting, each candidate (a width
 scale of the preset's decoder and a weight precision) is sized exactly by writing a dry-run
-file with the candidate's real shapes and metadata (weights are random, but quantised sizes
-depend only on shapes). The largest candidate that fits, with a small margin for the parts
-that depend on the fitted values (JSON number lengths, the embedding's zstd chunk), is
-fitted; afterwards :func:`neurep.api.fit` checks the real file and, if it is still over,
-lowers the precision of the fitted weights until it fits (no refit needed).
+file with the candidate's real shapes and metadata (weights are untrained, but quantised
+sizes depend only on shapes). The largest candidate that fits, with a small margin for the
+parts that depend on the fitted values (JSON number lengths, the embedding's zstd chunk), is
+fitted; afterwards :func:`store_within` checks the real file and, if it is still over, lowers
+the precision of the fitted weights until it fits (no refit needed).
 """
 
 from __future__ import annotations
@@ -17,24 +17,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from neurep.datum import NeuralDatum
 from neurep.errors import InputError
 from neurep.fitting.presets import Plan, Preset, plan
+from neurep.metadata import PLACEHOLDER_QUALITY, FitRecord, datum_metadata, with_quality
+from neurep.models import build
 
 __all__ = [
     "PRECISION_LADDER",
     "WIDTH_SCALES",
     "Candidate",
+    "budget_bytes",
     "choose_for_budget",
     "lower_precisions",
+    "scaled_preset",
+    "store_within",
 ]
 
 #: Weight precisions tried for a budget, best quality per byte first (HNeRV habit: 8 bits).
 PRECISION_LADDER = ("int8", "int6", "int5", "int4")
 #: Width multipliers of the preset's decoder, largest first. Never wider than the preset: a
-#: wider decoder trains worse in the same steps, and its extra parameters only fit a budget at
-#: fewer bits. At 4 bpp on kodim01-03 (default preset), x1.5 at int4 gave 24.1 dB, against
-#: 28.4 dB for x0.75 at int8 at 2 bpp; capped at x1.0 it picks int8 there and gives 30.8 dB
-#: (benchmarks/results/rd_kodak_balanced_3.json).
+#: wider decoder at fewer bits trained worse in the same steps (RESULTS.md, "Rate").
 WIDTH_SCALES = (1.0, 0.75, 0.5, 0.375, 0.25, 0.125)
 #: Bytes kept free for what depends on fitted values (JSON numbers, compressed chunks).
 SIZE_MARGIN = 256
@@ -51,16 +57,35 @@ class Candidate:
     predicted_bytes: int
 
 
+def budget_bytes(
+    adapter, signal: torch.Tensor, *, bpp: float | None, max_bytes: int | None
+) -> int | None:
+    """The byte budget a ``bpp=`` or ``max_bytes=`` request means for this datum (or None).
+
+    Bits per pixel divide by the datum's pixels (images) or its elements per channel.
+    """
+    if bpp is not None and max_bytes is not None:
+        raise InputError("give either bpp= or max_bytes=, not both")
+    if bpp is None:
+        return max_bytes
+    pixels = adapter.num_pixels or int(signal.shape[0] * np.prod(signal.shape[2:]))
+    return int(bpp * pixels / 8)
+
+
 def scaled_preset(preset: Preset, scale: float) -> Preset:
-    """The preset with every decoder width multiplied by ``scale`` (at least 2 channels)."""
+    """The preset with every decoder width multiplied by ``scale`` (at least 2 channels),
+    in its profiles too."""
 
     def scaled(widths: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(max(2, round(w * scale)) for w in widths)
 
-    images = dict(preset.image_overrides)
-    if "decoder_widths" in images:
-        images["decoder_widths"] = scaled(images["decoder_widths"])
-    return replace(preset, decoder_widths=scaled(preset.decoder_widths), image_overrides=images)
+    profiles = {
+        name: {**settings, "decoder_widths": scaled(settings["decoder_widths"])}
+        if "decoder_widths" in settings
+        else settings
+        for name, settings in preset.profiles.items()
+    }
+    return replace(preset, decoder_widths=scaled(preset.decoder_widths), profiles=profiles)
 
 
 def lower_precisions(precision: str) -> list[str]:
@@ -72,38 +97,34 @@ def lower_precisions(precision: str) -> list[str]:
 
 def choose_for_budget(
     preset: Preset,
-    channels: int,
-    spatial: tuple[int, ...],
+    adapter,
+    signal: torch.Tensor,
     max_bytes: int,
-    dry_run_size: Callable[[Plan, str, Path], int],
     precisions: tuple[str, ...] = PRECISION_LADDER,
 ) -> Candidate:
     """The largest (width, precision) whose dry-run file is at most ``max_bytes - margin``.
 
     Candidates are ranked by bits spent on weights (parameters x bits), so a wider decoder at
-    fewer bits wins over a narrow one at more bits when it fits.
-
-    Args:
-        dry_run_size: writes a file for (plan, precision) at the given path, returns its bytes.
+    fewer bits wins over a narrow one at more bits when it fits. ``preset`` is already
+    specialised to the datum's profile; ``signal`` is (B, C, *S).
 
     Raises:
         InputError: not even the smallest candidate fits; the message gives its size.
     """
     limit = max_bytes - min(SIZE_MARGIN, max_bytes // 20)
+    channels, spatial = signal.shape[1], tuple(signal.shape[2:])
+    candidates = [
+        (scale, scaled, plan(scaled, channels, spatial), precision)
+        for scale in WIDTH_SCALES
+        for scaled in (scaled_preset(preset, scale),)
+        for precision in precisions
+    ]
+    candidates.sort(key=lambda c: -_weight_bits(c[2], c[3]))  # largest first; first fit wins
     smallest = None
-    candidates = []
-    for scale in WIDTH_SCALES:
-        scaled = scaled_preset(preset, scale)
-        models = plan(scaled, channels, spatial)
-        for precision in precisions:
-            candidates.append((scale, scaled, models, precision))
-    # Try in order of weight bits, largest first; the first that fits wins.
-    candidates.sort(key=lambda c: -_weight_bits(c[2], c[3]))
     with tempfile.TemporaryDirectory() as workdir:
         for scale, scaled, models, precision in candidates:
-            size = dry_run_size(models, precision, Path(workdir) / "dry-run.nrep")
-            if smallest is None or size < smallest:
-                smallest = size
+            size = _dry_run_size(adapter, signal, models, precision, Path(workdir) / "dry.nrep")
+            smallest = size if smallest is None else min(smallest, size)
             if size <= limit:
                 return Candidate(scaled, models, precision, scale, size)
     raise InputError(
@@ -113,9 +134,56 @@ def choose_for_budget(
     )
 
 
-def _weight_bits(models: Plan, precision: str) -> float:
-    from neurep.models import build
+def store_within(
+    store_at: Callable[[str], NeuralDatum], precision: str, max_bytes: int
+) -> NeuralDatum:
+    """``store_at(precision)``, or at the first lower precision whose file fits ``max_bytes``.
 
+    ``store_at`` quantises the fitted float32 datum at a precision (no refit); each
+    measurement writes a whole file, once per precision tried.
+    """
+    datum = store_at(precision)
+    size = _saved_size(datum)
+    for fallback in lower_precisions(precision):
+        if size <= max_bytes:
+            break
+        datum = store_at(fallback)
+        size = _saved_size(datum)
+    if size > max_bytes:
+        raise InputError(f"could not fit the datum in {max_bytes} bytes (smallest: {size})")
+    return datum
+
+
+def _saved_size(datum: NeuralDatum) -> int:
+    with tempfile.TemporaryDirectory() as workdir:
+        return datum.save(Path(workdir) / "size.nrep")
+
+
+def _dry_run_size(adapter, signal: torch.Tensor, models: Plan, precision: str, path: Path) -> int:
+    """Bytes of a file for this plan and precision, written with untrained weights."""
+    decoder = build(models.decoder)
+    latent = [s // models.total_stride for s in models.padded_shape]
+    embedding = np.zeros(
+        (signal.shape[0], models.decoder["configuration"]["in_channels"], *latent), np.float32
+    )
+    metadata = datum_metadata(
+        modality=adapter.to_config(),
+        signal_shape=tuple(signal.shape),
+        loss=adapter.loss,
+        decoder=decoder.to_config(),
+        encoder=models.encoder,
+        embedding_shape=embedding.shape,
+        precision=precision,
+        embedding_precision=None,
+        fit=FitRecord.placeholder(decoder.num_parameters()),
+    )
+    datum = NeuralDatum(metadata, decoder=decoder, embedding=embedding)
+    datum.freeze_storage()
+    datum.metadata = with_quality(datum.metadata, PLACEHOLDER_QUALITY)
+    return datum.save(path)
+
+
+def _weight_bits(models: Plan, precision: str) -> float:
     parameters = build(models.decoder).num_parameters()
     bits = int(precision[3:]) if precision.startswith("int") else 16
     return parameters * bits + math.log2(parameters)  # tie-break towards more parameters

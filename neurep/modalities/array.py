@@ -14,7 +14,7 @@ float32 signal (relative error about 6e-8 of the range).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,11 +25,9 @@ from neurep.errors import FormatError, InputError
 from neurep.modalities import _scaling
 from neurep.modalities.base import (
     ModalityAdapter,
-    configuration_of,
     is_path,
     path_suffix,
     read_head,
-    require_keys,
 )
 from neurep.modalities.registry import register
 
@@ -57,9 +55,18 @@ class ArrayAdapter(ModalityAdapter):
     )
     extensions: ClassVar[tuple[str, ...]] = (".npy",)
 
+    Configuration: ClassVar[type] = ArrayConfiguration
+    configuration: ArrayConfiguration
+
     def __init__(self, configuration: ArrayConfiguration) -> None:
-        self.configuration = configuration
+        super().__init__(configuration)
         self.spatial_ndim = len(configuration.shape)
+
+    @property
+    def preset_profile(self) -> str:
+        """1-D arrays take a preset's base settings, 2-D arrays are fitted as one-channel
+        images ("image"), 3-D arrays as volumes ("volume")."""
+        return {2: "image", 3: "volume"}.get(self.spatial_ndim, "array")
 
     # ---- choosing ------------------------------------------------------------------------
 
@@ -104,25 +111,9 @@ class ArrayAdapter(ModalityAdapter):
 
     # ---- configuration -------------------------------------------------------------------
 
-    def to_config(self) -> dict[str, Any]:
-        return {"name": self.name, "configuration": asdict(self.configuration)}
-
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> ArrayAdapter:
-        fields = configuration_of(config, cls.name)
-        require_keys(fields, ("kind", "shape", "dtype", "value_range", "source"), cls.name)
-        try:
-            configuration = ArrayConfiguration(
-                kind=str(fields["kind"]),
-                shape=[int(size) for size in fields["shape"]],
-                dtype=str(fields["dtype"]),
-                value_range=list(fields["value_range"]),
-                source=fields["source"],
-            )
-        except (TypeError, ValueError) as error:
-            raise FormatError(f"array modality configuration is malformed: {error}") from error
+    def check_configuration(cls, configuration: ArrayConfiguration) -> None:
         _check_configuration(configuration)
-        return cls(configuration)
 
     # ---- measuring -----------------------------------------------------------------------
 

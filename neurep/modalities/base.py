@@ -9,8 +9,10 @@ is kept in a JSON-able ``{"name", "configuration"}`` dict that goes into the ``.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 import os
+import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,7 +23,14 @@ from neurep.errors import FormatError
 
 
 class ModalityAdapter(abc.ABC):
-    """Converts one kind of datum to and from a signal ``(B, C, *spatial)`` in ``[0, 1]``."""
+    """Converts one kind of datum to and from a signal ``(B, C, *spatial)`` in ``[0, 1]``.
+
+    A subclass sets :attr:`name` and :attr:`Configuration` (a frozen dataclass: what the file
+    keeps to restore the user's object), and implements :meth:`accepts`,
+    :meth:`from_object`, :meth:`from_signal`, :attr:`value_range` and :meth:`as_array`.
+    :meth:`to_config` / :meth:`from_config` come from the dataclass. Register it with
+    :func:`neurep.modalities.register` (docs/ARCHITECTURE.md, "Adding a modality").
+    """
 
     name: ClassVar[str]
     """Registry name stored in the file: ``"image"``, ``"array"``, later ``"video"``..."""
@@ -33,6 +42,17 @@ class ModalityAdapter(abc.ABC):
     """One line naming the inputs this adapter takes; shown when no adapter fits an input."""
     extensions: ClassVar[tuple[str, ...]] = ()
     """Lower-case file suffixes (with the dot) this adapter reads, in order of preference."""
+    Configuration: ClassVar[type]
+    """A frozen dataclass of JSON values; an instance is :attr:`configuration`."""
+
+    def __init__(self, configuration: Any) -> None:
+        self.configuration = configuration
+
+    @property
+    def preset_profile(self) -> str:
+        """Which of a preset's profiles this datum is fitted with (``"image"``,
+        ``"volume"``, ...; see :class:`neurep.fitting.Preset`); default: :attr:`name`."""
+        return self.name
 
     # ---- choosing an adapter -------------------------------------------------------------
 
@@ -66,17 +86,29 @@ class ModalityAdapter(abc.ABC):
         """``(B, C, *spatial)`` float in about ``[0, 1]`` -> the user's kind, with the same
         shape, dtype and value range as the object given to :meth:`from_object`."""
 
-    @abc.abstractmethod
     def to_config(self) -> dict[str, Any]:
         """``{"name": self.name, "configuration": {... JSON values only ...}}``."""
+        return {"name": self.name, "configuration": dataclasses.asdict(self.configuration)}
 
     @classmethod
-    @abc.abstractmethod
     def from_config(cls, config: dict[str, Any]) -> ModalityAdapter:
         """Rebuild the adapter from :meth:`to_config`'s output (read back from a file).
 
+        Every field of :attr:`Configuration` must be present; values are converted to the
+        field's type (``str``, ``int``, ``list[int]``, ``list[...]``; other types as they
+        are) and then checked by :meth:`check_configuration`.
+
         Raises :class:`~neurep.errors.FormatError` when the configuration is malformed.
         """
+        fields = configuration_of(config, cls.name)
+        configuration = parse_configuration(cls.Configuration, fields, cls.name)
+        cls.check_configuration(configuration)
+        return cls(configuration)
+
+    @classmethod  # noqa: B027 - an optional hook, not an abstract method
+    def check_configuration(cls, configuration: Any) -> None:
+        """Raise :class:`~neurep.errors.FormatError` if a parsed configuration (from an
+        untrusted file) cannot be restored. The default accepts everything."""
 
     # ---- measuring (DESIGN.md §6) ----------------------------------------------------------
 
@@ -165,11 +197,35 @@ def configuration_of(config: Any, adapter_name: str) -> dict[str, Any]:
     return config["configuration"]
 
 
-def require_keys(configuration: dict[str, Any], keys: tuple[str, ...], adapter_name: str) -> None:
-    """Raise FormatError naming the first of ``keys`` missing from ``configuration``."""
-    for key in keys:
-        if key not in configuration:
-            raise FormatError(f"{adapter_name} modality configuration lacks the field {key!r}")
+def parse_configuration(dataclass: type, fields: dict[str, Any], adapter_name: str) -> Any:
+    """``dataclass(**fields)`` with each value converted to its field's annotated type.
+
+    Raises FormatError naming the first missing field or the conversion that failed.
+    """
+    hints = typing.get_type_hints(dataclass)
+    values = {}
+    for field in dataclasses.fields(dataclass):
+        if field.name not in fields:
+            raise FormatError(
+                f"{adapter_name} modality configuration lacks the field {field.name!r}"
+            )
+        try:
+            values[field.name] = _convert(fields[field.name], hints[field.name])
+        except (TypeError, ValueError) as error:
+            raise FormatError(
+                f"{adapter_name} modality configuration is malformed: {error}"
+            ) from error
+    return dataclass(**values)
+
+
+def _convert(value: Any, hint: Any) -> Any:
+    """``value`` as ``hint`` for the simple types configurations use; others unchanged."""
+    if hint is str or hint is int or hint is float:
+        return hint(value)
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return [int(v) for v in value] if item is int else list(value)
+    return value
 
 
 def json_number(value: float | int) -> float | int:

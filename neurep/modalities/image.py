@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,11 +38,9 @@ from neurep.errors import FormatError, InputError
 from neurep.modalities import _scaling
 from neurep.modalities.base import (
     ModalityAdapter,
-    configuration_of,
     is_path,
     path_suffix,
     read_head,
-    require_keys,
 )
 from neurep.modalities.registry import register
 
@@ -107,9 +105,12 @@ class ImageAdapter(ModalityAdapter):
         "float32/float64, torch CxHxW or HxW tensors, PIL images"
     )
     extensions: ClassVar[tuple[str, ...]] = IMAGE_EXTENSIONS
+    Configuration: ClassVar[type] = ImageConfiguration
+    configuration: ImageConfiguration
 
-    def __init__(self, configuration: ImageConfiguration) -> None:
-        self.configuration = configuration
+    @property
+    def preset_profile(self) -> str:
+        return "image"
 
     # ---- choosing ------------------------------------------------------------------------
 
@@ -176,28 +177,9 @@ class ImageAdapter(ModalityAdapter):
 
     # ---- configuration -------------------------------------------------------------------
 
-    def to_config(self) -> dict[str, Any]:
-        return {"name": self.name, "configuration": asdict(self.configuration)}
-
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> ImageAdapter:
-        fields = configuration_of(config, cls.name)
-        required = ("kind", "shape", "dtype", "value_range", "channels", "mode", "source")
-        require_keys(fields, required, cls.name)
-        try:
-            configuration = ImageConfiguration(
-                kind=str(fields["kind"]),
-                shape=[int(size) for size in fields["shape"]],
-                dtype=str(fields["dtype"]),
-                value_range=list(fields["value_range"]),
-                channels=int(fields["channels"]),
-                mode=fields["mode"],
-                source=fields["source"],
-            )
-        except (TypeError, ValueError) as error:
-            raise FormatError(f"image modality configuration is malformed: {error}") from error
+    def check_configuration(cls, configuration: ImageConfiguration) -> None:
         _check_configuration(configuration)
-        return cls(configuration)
 
     # ---- measuring -----------------------------------------------------------------------
 

@@ -6,15 +6,22 @@ An adapter is chosen (as imageio chooses a plugin) by
 2. else type / extension: the first adapter, in priority order, whose ``accepts(obj)`` is true;
 3. else content: for an existing file, the first adapter whose ``sniff(path)`` is true.
 
-New modalities plug in by calling :func:`register` at the bottom of their own module in this
-package (``neurep/modalities/video.py``, ...): every public submodule is imported once, the
-first time the table is used, so nothing else needs to change. Such modules must import their
-optional dependencies lazily (inside functions) so that importing them never fails.
+Built-in modalities call :func:`register` at the bottom of their own module in this package
+(``neurep/modalities/video.py``, ...): every public submodule is imported once, the first time
+the table is used, so nothing else needs to change. Such modules must import their optional
+dependencies lazily (inside functions) so that importing them never fails.
+
+Code outside neurep plugs in the same way: subclass :class:`ModalityAdapter` and call
+``neurep.modalities.register(MyAdapter)``; ``neurep.fit`` / ``save`` / ``load`` / ``decode``
+then work as for the built-ins. A package can also name its adapter's module in the entry
+point group ``neurep.modalities`` (pyproject: ``[project.entry-points."neurep.modalities"]
+mine = "mypackage.adapter"``), so that its files load in a process that never imported it.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import pkgutil
 from pathlib import Path
@@ -25,6 +32,7 @@ from neurep.modalities._scaling import describe
 from neurep.modalities.base import ModalityAdapter, is_path
 
 DEFAULT_PRIORITY = 50
+ENTRY_POINT_GROUP = "neurep.modalities"
 _NOT_ADAPTER_MODULES = frozenset({"base", "registry"})
 
 _adapters: dict[str, tuple[int, type[ModalityAdapter]]] = {}
@@ -126,3 +134,20 @@ def _discover() -> None:
     for module in pkgutil.iter_modules(package.__path__):
         if not module.name.startswith("_") and module.name not in _NOT_ADAPTER_MODULES:
             importlib.import_module(f"neurep.modalities.{module.name}")
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        _load_plugin(entry_point)
+
+
+def _load_plugin(entry_point: importlib.metadata.EntryPoint) -> None:
+    """Import a plugin's module (it registers its adapters); a broken plugin only warns."""
+    try:
+        entry_point.load()
+    except Exception as error:  # a third party's bug must not break the built-ins
+        import warnings
+
+        warnings.warn(
+            f"neurep modality plugin {entry_point.name!r} ({entry_point.value}) failed to "
+            f"load: {error}",
+            RuntimeWarning,
+            stacklevel=3,
+        )

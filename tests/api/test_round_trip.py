@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import zipfile
 
@@ -144,10 +145,18 @@ def test_quantised_weights_decode_identically_after_loading(tmp_path):
     np.testing.assert_array_equal(loaded.decode(), datum.decode())
 
 
-def test_early_stop_at_a_target_psnr():
+def test_early_stop_at_a_psnr_target_records_the_margin_it_aimed_at():
     image = np.full((32, 32), 128, dtype=np.uint8)
-    datum = neurep.fit(image, preset="fast", steps=200, target_psnr=20.0, progress=False)
+    datum = neurep.fit(image, preset="fast", steps=200, psnr=20.0, progress=False)
     assert datum.metadata["fit"]["steps"] < 200
+    assert datum.metadata["fit"]["target_psnr"] == pytest.approx(20.2)
+    assert datum.metadata["fit"]["final_training_psnr"] >= 20.2
+
+
+def test_fit_has_one_quality_target_and_no_research_knobs():
+    parameters = inspect.signature(neurep.fit).parameters
+    assert "psnr" in parameters
+    assert "target_psnr" not in parameters and "train_encoder" not in parameters
 
 
 def test_requantising_a_float32_datum_matches_its_saved_file(tmp_path):
@@ -163,11 +172,12 @@ def test_requantising_a_float32_datum_matches_its_saved_file(tmp_path):
 
 
 def test_a_frozen_encoder_fit_stores_the_untrained_embedding(tmp_path):
-    """train_encoder=False: same seed, same untrained encoder, so the same embedding whatever
-    the number of steps; the decoder still learns and the file says how it was made."""
+    """Preset.train_encoder=False: same seed, same untrained encoder, so the same embedding
+    whatever the number of steps; the decoder still learns and the file says how it was made."""
     image = np.random.default_rng(4).integers(0, 256, (24, 40, 3), dtype=np.uint8)
-    short = neurep.fit(image, preset="fast", steps=2, train_encoder=False, progress=False)
-    longer = neurep.fit(image, preset="fast", steps=6, train_encoder=False, progress=False)
+    frozen = neurep.fitting.get_preset("fast").with_overrides(train_encoder=False)
+    short = neurep.fit(image, preset=frozen, steps=2, progress=False)
+    longer = neurep.fit(image, preset=frozen, steps=6, progress=False)
     np.testing.assert_array_equal(short.embedding(), longer.embedding())
     assert longer.metadata["fit"]["train_encoder"] is False
     path = tmp_path / "frozen.nrep"
@@ -175,7 +185,8 @@ def test_a_frozen_encoder_fit_stores_the_untrained_embedding(tmp_path):
     np.testing.assert_array_equal(neurep.load(path).decode(), longer.decode())
 
 
-def test_train_encoder_must_be_a_bool():
-    """A string such as "no" would be truthy and silently train the encoder."""
-    with pytest.raises(neurep.InputError, match="train_encoder"):
-        neurep.fit(np.zeros((8, 8), np.uint8), train_encoder="no", **FEW_STEPS)
+def test_a_preset_must_be_a_name_or_a_preset_object():
+    with pytest.raises(neurep.InputError, match="preset"):
+        neurep.fit(np.zeros((8, 8), np.uint8), preset=3, steps=1, progress=False)
+    with pytest.raises(neurep.InputError, match="unknown preset"):
+        neurep.fit(np.zeros((8, 8), np.uint8), preset="nope", steps=1, progress=False)

@@ -1,0 +1,154 @@
+"""From a user's object to a stored, measured :class:`NeuralDatum`: the one fit pipeline.
+
+:func:`neurep.fit` is a thin verb over :func:`fit_datum`; batch conversion and new
+modalities call it too, so presets, rate control, storage and quality are handled once:
+
+1. the adapter's profile specialises the preset (:meth:`Preset.for_profile`);
+2. a byte budget picks the decoder's width and precision (:mod:`neurep.fitting.rate`);
+3. the loop fits encoder and decoder (:func:`fit_signal`);
+4. the result is quantised at the storage precision and its decode measured against the
+   original, so the returned datum decodes exactly as its saved file will.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurep.datum import NeuralDatum
+from neurep.fitting import rate
+from neurep.fitting.loop import FitResult, fit_signal
+from neurep.fitting.presets import Plan, Preset, plan
+from neurep.metadata import FitRecord, datum_metadata, with_quality
+from neurep.modalities import ModalityAdapter
+
+__all__ = ["PSNR_MARGIN_FOR_INT8", "fit_datum"]
+
+#: How much higher than a ``psnr=`` target the fit aims, to absorb int8 storage (<0.1 dB).
+PSNR_MARGIN_FOR_INT8 = 0.2
+
+
+def fit_datum(
+    obj: Any,
+    adapter: ModalityAdapter,
+    signal: torch.Tensor,
+    preset: Preset,
+    *,
+    seed: int = 0,
+    precision: str | None = None,
+    embedding_precision: str | None = None,
+    max_bytes: int | None = None,
+    psnr: float | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> NeuralDatum:
+    """Fit, store and measure a datum for ``obj``, read by ``adapter`` as ``signal``.
+
+    Args:
+        obj: the user's object (quality is measured against it).
+        adapter, signal: ``adapter_cls.from_object(obj)``; signal (B, C, *S) in [0, 1].
+        preset: the preset before the adapter's profile is applied.
+        precision: weight storage precision (None: float32, or int8 with ``psnr``, or
+            chosen by the budget).
+        max_bytes: the saved file's size limit, or None.
+        psnr: quality target in dB: fitting stops once the training PSNR is this plus
+            :data:`PSNR_MARGIN_FOR_INT8`.
+        The rest as :func:`neurep.fit`.
+    """
+    preset = preset.for_profile(adapter.preset_profile)
+    target_psnr = None
+    if psnr is not None:
+        target_psnr = psnr + PSNR_MARGIN_FOR_INT8
+        precision = precision or "int8"
+    if max_bytes is not None:
+        ladder = (precision,) if precision else rate.PRECISION_LADDER
+        candidate = rate.choose_for_budget(preset, adapter, signal, max_bytes, ladder)
+        models, precision = candidate.plan, candidate.precision
+    else:
+        models = plan(preset, signal.shape[1], tuple(signal.shape[2:]))
+    precision = precision or "float32"
+    result = fit_signal(
+        signal,
+        models,
+        steps=models.preset.steps,
+        seed=seed,
+        loss=adapter.loss,
+        target_psnr=target_psnr,
+        progress=progress,
+        device=device,
+        description=f"neurep fit ({adapter.name}, {models.preset.name})",
+    )
+    record = _fit_record(result, models, seed, device, max_bytes, target_psnr)
+    fitted = _Fitted(obj, adapter, signal, models, result, record, embedding_precision)
+    if max_bytes is None:
+        return fitted.stored_at(precision)
+    return rate.store_within(fitted.stored_at, precision, max_bytes)
+
+
+def _fit_record(
+    result: FitResult,
+    models: Plan,
+    seed: int,
+    device: str | torch.device | None,
+    max_bytes: int | None,
+    target_psnr: float | None,
+) -> FitRecord:
+    preset = models.preset
+    return FitRecord(
+        decoder_parameters=result.decoder.num_parameters(),
+        preset=preset.name,
+        steps=result.steps,
+        learning_rate=preset.learning_rate,
+        encoder_lr_scale=preset.encoder_lr_scale,
+        train_encoder=preset.train_encoder,
+        seed=seed,
+        wall_time_s=round(result.wall_time_s, 3),
+        device=str(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+        threads=torch.get_num_threads(),
+        machine=platform.machine(),
+        final_training_psnr=round(result.history[-1], 4) if result.history else None,
+        budget_bytes=max_bytes,
+        target_psnr=target_psnr,
+    )
+
+
+@dataclass
+class _Fitted:
+    """A finished fit, before storage: float32 weights that any precision quantises from."""
+
+    obj: Any
+    adapter: ModalityAdapter
+    signal: torch.Tensor
+    models: Plan
+    result: FitResult
+    record: FitRecord
+    embedding_precision: str | None
+
+    def __post_init__(self) -> None:
+        self.float_state = {k: v.clone() for k, v in self.result.decoder.state_dict().items()}
+        self.embedding = self.result.embedding.numpy().astype(np.float32)  # (B, E, *s)
+
+    def stored_at(self, precision: str) -> NeuralDatum:
+        """A datum whose weights are quantised at ``precision``, with its quality measured."""
+        decoder = self.result.decoder
+        decoder.load_state_dict(self.float_state)
+        metadata = datum_metadata(
+            modality=self.adapter.to_config(),
+            signal_shape=tuple(self.signal.shape),
+            loss=self.adapter.loss,
+            decoder=decoder.to_config(),
+            encoder=self.models.encoder,
+            embedding_shape=self.embedding.shape,
+            precision=precision,
+            embedding_precision=self.embedding_precision,
+            fit=self.record,
+        )
+        datum = NeuralDatum(metadata, decoder=decoder, embedding=self.embedding)
+        datum.freeze_storage()
+        quality = self.adapter.quality(self.obj, datum.decode())
+        datum.metadata = with_quality(datum.metadata, quality)
+        return datum
