@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import neurep
+from neurep.fitting import get_preset
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 ENCODERS = {"LPNet-S3K": "balanced", "LPNet-Conv": "balanced-conv"}
@@ -75,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 datum = neurep.fit(
                     data,
-                    preset=preset,
+                    preset=get_preset(preset).with_overrides(train_encoder=train_encoder),
                     steps=args.steps,
-                    train_encoder=train_encoder,
                     seed=args.seed,
                     progress=False,
                 )

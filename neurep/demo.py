@@ -1,6 +1,6 @@
 """The main job on one image: fit, save, load, decode; print quality, size and time.
 
-python -m neurep.demo                    # the bundled sample (neurep/data/sample.png)
+python -m neurep.demo                    # the bundled sample (neurep/samples/sample.png)
 python -m neurep.demo photo.png --preset paper --out outputs/
 """
 
@@ -22,7 +22,7 @@ from neurep.metrics import bits_per_pixel
 
 def sample_path() -> Path:
     """The bundled demo image (synthetic, CC0; see scripts/make_sample.py)."""
-    return Path(str(resources.files("neurep") / "data" / "sample.png"))
+    return Path(str(resources.files("neurep") / "samples" / "sample.png"))
 
 
 def main(argv: list[str] | None = None) -> int:

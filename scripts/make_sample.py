@@ -1,4 +1,4 @@
-"""Regenerate ``neurep/data/sample.png``, the demo image bundled with neurep.
+"""Regenerate ``neurep/samples/sample.png``, the demo image bundled with neurep.
 
 The picture is synthetic (made here, CC0): a sky gradient, hills, a sun, a striped building and
 fine noise texture, so it has smooth areas, edges and detail like a photograph. It is small
@@ -43,6 +43,6 @@ def render(seed: int = 2026) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    target = Path(__file__).resolve().parents[1] / "neurep" / "data" / "sample.png"
+    target = Path(__file__).resolve().parents[1] / "neurep" / "samples" / "sample.png"
     Image.fromarray(render()).save(target, optimize=True)
     print(f"wrote {target}")
