@@ -56,7 +56,7 @@ class GaussianCode(ConfigurableModule):
     """No encoder: a fixed i.i.d. N(0, 1) code, (B, E, *S / stride), standardised per channel."""
 
     def __init__(self, *, channels: int, total_stride: int, seed: int = 0) -> None:
-        super().__init__(channels=channels, total_stride=total_stride, seed=seed)
+        super().__init__()
         self.channels, self.total_stride, self.seed = channels, total_stride, seed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +85,7 @@ def load_image(path: Path) -> tuple[np.ndarray, torch.Tensor]:
 
 def fit_once(signal, preset_name, train_encoder, gaussian, steps, seed) -> dict:
     preset = get_preset(preset_name).with_overrides(steps=steps, train_encoder=train_encoder)
-    models = plan(preset, signal.shape[1], tuple(signal.shape[2:]))
+    models = plan(preset.for_profile("image"), signal.shape[1], tuple(signal.shape[2:]))
     if gaussian:
         channels = models.encoder["configuration"]["widths"][-1]
         code = {"channels": channels, "total_stride": models.total_stride, "seed": seed}
@@ -107,7 +107,7 @@ def probe_projections(signal: torch.Tensor, preset_name: str, seed: int) -> list
     Output of projection j is (1, W_j, *s_j); "varying" is the RMS over channels of the
     standard deviation over positions, "constant" the RMS over channels of the mean.
     """
-    preset = get_preset(preset_name)
+    preset = get_preset(preset_name).for_profile("image")
     models = plan(preset, signal.shape[1], tuple(signal.shape[2:]))
     torch.manual_seed(seed)
     encoder = build(models.encoder)

@@ -33,11 +33,3 @@ class InputError(NeurepError, ValueError):
 
 class MissingDependencyError(NeurepError, ImportError):
     """An optional dependency is missing; the message names the ``pip install`` that fixes it."""
-
-
-def missing_dependency(package: str, extra: str) -> MissingDependencyError:
-    """Build the error raised when optional ``package`` (from extra ``extra``) is not installed."""
-    return MissingDependencyError(
-        f"this feature needs the optional package {package!r}; "
-        f"install it with: pip install 'neurep[{extra}]'"
-    )

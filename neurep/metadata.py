@@ -51,6 +51,8 @@ class FitRecord:
     final_training_psnr: float | None
     budget_bytes: int | None
     target_psnr: float | None
+    # The capacity rule that sized the decoder (Preset.parameters_per_sample), or None.
+    capacity: dict[str, float] | None = None
 
     @classmethod
     def placeholder(cls, decoder_parameters: int) -> FitRecord:
@@ -70,10 +72,18 @@ class FitRecord:
             final_training_psnr=12.3456,
             budget_bytes=10**12,
             target_psnr=12.345678901234567,
+            capacity={
+                "parameters_per_sample": 0.123456789,
+                "min_decoder_parameters": 123456,
+                "width_scale": 0.123456789,
+            },
         )
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        fields = asdict(self)
+        if fields["capacity"] is None:  # files fitted without the rule say nothing of it
+            del fields["capacity"]
+        return fields
 
 
 #: Quality values as long as real ones (see :meth:`FitRecord.placeholder`).

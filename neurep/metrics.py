@@ -1,8 +1,9 @@
 """Quality and size measures: PSNR, MS-SSIM (through pytorch-msssim) and bits per pixel.
 
 These functions compare two arrays already in the same units. To measure a fitted datum the
-way DESIGN.md §6 asks (on values rounded to the original dtype, in original units), use
-:meth:`neurep.modalities.ModalityAdapter.quality`, which calls these with the right range.
+way docs/ARCHITECTURE.md ("Measuring quality") asks (on values rounded to the original dtype,
+in original units), use :meth:`neurep.modalities.ModalityAdapter.quality`, which calls these
+with the right range.
 
 MS-SSIM and small images
 ------------------------

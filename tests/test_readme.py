@@ -1,7 +1,9 @@
-"""The README's Python examples run as written (in a temporary folder)."""
+"""The README's examples run as written (in a temporary folder); its fit signature is real."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import re
 from pathlib import Path
 
@@ -46,3 +48,50 @@ def test_readme_command_line_examples_run(tmp_path, monkeypatch):
         assert main(argv) == 0, f"neurep {' '.join(argv)} failed"
     decoded = np.asarray(Image.open("photo.decoded.png"))
     assert decoded.shape == photo.shape and decoded.dtype == photo.dtype
+
+
+def _readme_fit_signature() -> list[tuple[str, str, str]]:
+    """(name, kind, repr of the default) for each parameter of the README's ``neurep.fit``.
+
+    The signature is the one ```text block of the Python API section that starts with
+    ``neurep.fit(``; it is parsed (never run) as the parameter list of a ``def``.
+    """
+    section = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    blocks = [
+        block.strip()
+        for block in re.findall(r"```text\n(.*?)```", section, flags=re.S)
+        if block.lstrip().startswith("neurep.fit(")
+    ]
+    assert len(blocks) == 1, "the README's Python API section needs one ```text neurep.fit(...)"
+    function = ast.parse(f"def fit{blocks[0].removeprefix('neurep.fit')}: pass").body[0]
+    args = function.args
+    empty = repr(inspect.Parameter.empty)
+
+    def default(node: ast.expr | None) -> str:
+        return empty if node is None else repr(ast.literal_eval(node))
+
+    positional = [
+        *((a, "POSITIONAL_ONLY") for a in args.posonlyargs),
+        *((a, "POSITIONAL_OR_KEYWORD") for a in args.args),
+    ]
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    params = [(a.arg, kind, default(d)) for (a, kind), d in zip(positional, defaults, strict=True)]
+    if args.vararg:
+        params.append((args.vararg.arg, "VAR_POSITIONAL", empty))
+    params += [
+        (a.arg, "KEYWORD_ONLY", default(d))
+        for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    ]
+    if args.kwarg:
+        params.append((args.kwarg.arg, "VAR_KEYWORD", empty))
+    return params
+
+
+def test_readme_fit_signature_is_the_real_one():
+    import neurep.api
+
+    real = [
+        (p.name, p.kind.name, repr(p.default))
+        for p in inspect.signature(neurep.api.fit).parameters.values()
+    ]
+    assert _readme_fit_signature() == real

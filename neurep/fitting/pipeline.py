@@ -13,7 +13,7 @@ modalities call it too, so presets, rate control, storage and quality are handle
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from neurep.modalities import ModalityAdapter
 
 __all__ = ["PSNR_MARGIN_FOR_INT8", "fit_datum"]
 
-#: How much higher than a ``psnr=`` target the fit aims, to absorb int8 storage (<0.1 dB).
+#: How much higher than a ``psnr=`` target the fit aims, to absorb int8 storage (<= 0.14 dB).
 PSNR_MARGIN_FOR_INT8 = 0.2
 
 
@@ -64,7 +64,8 @@ def fit_datum(
     if psnr is not None:
         target_psnr = psnr + PSNR_MARGIN_FOR_INT8
         precision = precision or "int8"
-    if max_bytes is not None:
+    if max_bytes is not None:  # the budget sizes the decoder, not the capacity rule
+        preset = replace(preset, parameters_per_sample=None)
         ladder = (precision,) if precision else rate.PRECISION_LADDER
         candidate = rate.choose_for_budget(preset, adapter, signal, max_bytes, ladder)
         models, precision = candidate.plan, candidate.precision
@@ -113,6 +114,13 @@ def _fit_record(
         final_training_psnr=round(result.history[-1], 4) if result.history else None,
         budget_bytes=max_bytes,
         target_psnr=target_psnr,
+        capacity=None
+        if preset.parameters_per_sample is None
+        else {
+            "parameters_per_sample": preset.parameters_per_sample,
+            "min_decoder_parameters": preset.min_decoder_parameters,
+            "width_scale": models.width_scale,
+        },
     )
 
 

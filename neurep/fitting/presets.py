@@ -59,6 +59,12 @@ class Preset:
     # paper's Kodak [32, 2, 2, 2] (a 3x2 embedding); 8 gives 12x8.
     max_first_stride: int = 32
     first_stage_min_size: int = 16
+    # Capacity that follows the datum: the decoder's widths are scaled down (never up) until
+    # it has at most max(min_decoder_parameters, parameters_per_sample x samples), where
+    # samples are the datum's pixels, voxels or array elements per item. None: the widths
+    # as they are (the paper presets, and fits under a byte budget).
+    parameters_per_sample: float | None = None
+    min_decoder_parameters: int = 4000
     # Per-profile settings: {"image": {"steps": 500, ...}}; see for_profile().
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
@@ -148,13 +154,17 @@ def as_preset(preset: str | Preset) -> Preset:
 
 @dataclass(frozen=True)
 class Plan:
-    """Concrete models for one signal: descriptions plus the padded size they need."""
+    """Concrete models for one signal: descriptions plus the padded size they need.
+
+    ``width_scale`` is what the capacity rule multiplied the preset's decoder widths by.
+    """
 
     encoder: dict[str, Any]
     decoder: dict[str, Any]
     total_stride: int
     padded_shape: tuple[int, ...]
     preset: Preset = field(repr=False)
+    width_scale: float = 1.0
 
 
 def _first_stride(min_side: int, largest: int, min_size: int) -> int:
@@ -205,17 +215,59 @@ def plan(preset: Preset, channels: int, spatial: Sequence[int]) -> Plan:
         if s3k and preset.s3k_hidden_channels is not None:
             encoder_config["hidden_channels"] = preset.s3k_hidden_channels
     decoder_strides = _decoder_strides(total, len(preset.decoder_widths) + 1)
-    decoder_config = {
-        "ndim": ndim,
-        "in_channels": preset.encoder_widths[-1],
-        "out_channels": channels,
-        "strides": decoder_strides,
-        "widths": list(preset.decoder_widths[: len(decoder_strides) - 1]),
+    decoder = {
+        "name": preset.decoder,
+        "configuration": {
+            "ndim": ndim,
+            "in_channels": preset.encoder_widths[-1],
+            "out_channels": channels,
+            "strides": decoder_strides,
+            "widths": list(preset.decoder_widths[: len(decoder_strides) - 1]),
+        },
     }
+    scale = 1.0
+    if preset.parameters_per_sample is not None:
+        budget = decoder_parameter_budget(preset, math.prod(spatial))
+        decoder, scale = _within_parameters(decoder, budget)
     return Plan(
         encoder={"name": preset.encoder, "configuration": encoder_config},
-        decoder={"name": preset.decoder, "configuration": decoder_config},
+        decoder=decoder,
         total_stride=total,
         padded_shape=padded,
         preset=preset,
+        width_scale=scale,
     )
+
+
+def decoder_parameter_budget(preset: Preset, samples: int) -> int:
+    """The most decoder parameters the capacity rule allows a datum of ``samples``."""
+    per_sample = preset.parameters_per_sample or 0.0
+    return max(preset.min_decoder_parameters, math.floor(per_sample * samples))
+
+
+def _within_parameters(decoder: dict[str, Any], budget: int) -> tuple[dict[str, Any], float]:
+    """``decoder`` with its widths scaled by the largest factor in (0, 1] (to 1/256) that
+    leaves at most ``budget`` parameters (2 channels a stage at least), and the factor."""
+    widths = decoder["configuration"]["widths"]
+
+    def scaled(scale: float) -> dict[str, Any]:
+        narrower = [max(2, round(w * scale)) for w in widths]
+        return {**decoder, "configuration": {**decoder["configuration"], "widths": narrower}}
+
+    if _parameters(decoder) <= budget:
+        return decoder, 1.0
+    low, high = 0, 256  # the answer is in [low, high) / 256
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if _parameters(scaled(middle / 256)) <= budget else (low, middle)
+    scale = max(low, 1) / 256
+    return scaled(scale), scale
+
+
+def _parameters(decoder: dict[str, Any]) -> int:
+    import torch
+
+    from neurep.models import build
+
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        return build(decoder).num_parameters()

@@ -10,7 +10,8 @@ Two pairs of functions::
 
 ``qinfo`` is a JSON-serialisable dict that goes into the file's metadata
 (``weights.quantization`` for the tensors). It may come from a hostile file: every reader
-function validates it and raises :class:`neurep.FormatError`, never another exception.
+function validates it (:mod:`neurep.formats._qinfo`) and raises :class:`neurep.FormatError`,
+never another exception.
 
 Precisions
 ----------
@@ -18,7 +19,7 @@ Precisions
 ``int8`` .. ``int4``: asymmetric affine codes ``x ≈ offset + scale * code``, ``code`` in
 ``[0, 2**bits - 1]`` (``method: "affine"``), either one ``(scale, offset)`` per tensor or one
 per channel along axis 0 or 1 (output channels are axis 0 of a ``Conv`` weight but axis 1 of a
-``ConvTranspose`` weight, so ``"auto"`` tries both).
+``ConvTranspose`` weight, so both are tried).
 
 Layout (enough to decode without neurep)
 ----------------------------------------
@@ -29,7 +30,7 @@ entries), "tensors": {name: entry}}``. Every entry has ``method``, ``dtype`` and
 * ``cast``: ``stored_dtype`` float32|float16|bfloat16, the original shape; decode = to float32.
 * ``raw``: integer tensor stored as is (``stored_dtype`` = ``dtype``).
 * ``affine``: ``bits`` (1-8), ``granularity`` ``tensor`` | ``channel`` (+ ``axis``),
-  ``packed`` (bool; neurep packs whenever bits < 8 unless told not to) and ``params`` = start
+  ``packed`` (bool; neurep packs whenever bits < 8) and ``params`` = start
   index ``s`` into the float32 vector ``P`` named by ``params_tensor``: with C channels (1 per
   tensor), ``scale = P[s : s+C]`` and ``offset = P[s+C : s+2C]``; ``P`` is exactly the
   concatenation of all entries' slices. Codes are uint8 in C order of ``shape``: unpacked with
@@ -42,28 +43,31 @@ Arrays (``quantize_array``) use the same fields in one dict without ``stored``/`
 ``scale`` and ``offset`` are JSON lists, codes are never packed, and bfloat16 is stored as
 uint16 bit patterns.
 
+Readers accept every layout described here, including some neurep does not write (unpacked
+codes of fewer than 8 bits, per-channel entries along any axis).
+
 Decisions (see also docs of each function)
 ------------------------------------------
 * **Rounding of the parameters.** ``offset`` is rounded *down* and ``scale`` *up* to float32, so
   ``[offset, offset + scale * levels]`` always covers the data and every element's error is at
   most ``scale / 2`` (plus one float32 rounding of the result).
-* **Granularity ``"auto"``** keeps, per tensor, the candidate (per-tensor, per-channel along
-  axis 0, along axis 1) with the smallest squared error once the bytes of the extra
+* **Granularity ("auto").** neurep keeps, per tensor, the candidate (per-tensor, per-channel
+  along axis 0, along axis 1) with the smallest squared error once the bytes of the extra
   per-channel parameters are charged for. Under the high-rate model of a
   uniform quantiser (MSE ∝ 2**(-2 R)), ``extra`` bytes spread over ``n`` elements would have
   bought ``8 * extra / n`` more bits per element, i.e. a factor ``2**(16 * extra / n)`` less
   error. Per-channel is chosen when ``sse_channel * 2**(16 * extra / n) < sse_tensor``: it is
   never chosen when its error is not smaller, and on small tensors (many channels, few
   elements each) the parameter bytes rarely pay.
-* **Bit packing.** Codes of fewer than 8 bits are bit-packed unless ``pack=False`` (LSB first,
+* **Bit packing.** Codes of fewer than 8 bits are bit-packed (LSB first,
   ``ceil(n * bits / 8)`` bytes in a 1-D uint8 tensor). The zip member is stored, not deflated,
   so without packing int4..int7 would cost exactly as many bytes as int8; packing saves
   ``(8 - bits) / 8`` of the code bytes (50 % at int4). The price is that a plain safetensors
   reader sees a flat byte tensor instead of the original shape for those precisions; int8
   codes keep the original shape.
 * **Small tensors and vectors.** Under an integer precision, tensors with fewer than
-  ``min_numel`` (default 64) elements and, unless ``keep_vectors=False``, all tensors of < 2
-  dims (biases, norm gains) are kept as float16 (float32 when a value does not fit float16).
+  :data:`MIN_QUANT_NUMEL` (64) elements and all tensors of < 2 dims (biases, norm gains) are
+  kept as float16 (float32 when a value does not fit float16).
   For tiny tensors the parameters plus the header entry cost more than the codes save;
   vectors are O(C) next to O(C^2 k^2) weights (on the 140k-parameter Kodak decoder, int4
   biases would save ~0.5 kB of 74 kB) and are the parameters quantisation hurts most.
@@ -72,26 +76,31 @@ Decisions (see also docs of each function)
   costs ~90 bytes, which matters at 0.1 bpp (a 768x512 image then has ~4.9 kB in total).
 * **Integer tensors** (e.g. counters in a state dict) are stored unchanged (``method: "raw"``)
   and come back with their own dtype; every floating tensor comes back as float32.
-* **No lossless stage in the safetensors member.** Measured (zstd level 19-22; zip DEFLATE is
-  within 1 % of it): a whole int8 / int6 / int4 member shrinks to 0.93 / 0.95 / 0.77 of its
-  size for a briefly fitted (150-step) 140k-parameter Kodak decoder, and to
-  0.94 / 0.97 / 0.86 for random normal weights (bit-packed codes leave byte-oriented coders
-  little to find). 5-7 % at int8/int6 does not pay for losing plain-safetensors readability;
-  int4 (-23 %) is the case to revisit, e.g. by deflating that one zip member. Embedding codes
-  are *not* packed, so a zarr zstd codec (free, plain-zarr readable) takes random normal codes
-  to 7.3 / 5.2 / 3.2 bits per element at int8 / int6 / int4: the container should use it.
+* **No lossless stage in the safetensors member.** Bit-packed codes leave byte-oriented coders
+  little to find: the few percent zstd saves at int8/int6 do not pay for losing
+  plain-safetensors readability (int4 is the case to revisit). Embedding codes are *not*
+  packed, so the container's zarr zstd codec does shrink them. Measurements:
+  benchmarks/RESULTS.md ("Storage").
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from neurep.errors import FormatError
+from neurep.formats._qinfo import (
+    DTYPE_NAMES,
+    FLOAT_DTYPES,
+    PARAMS_TENSOR,
+    PRECISIONS,
+    QINFO_VERSION,
+    expected_array,
+    expected_stored,
+    require,
+)
 
 __all__ = [
     "MIN_QUANT_NUMEL",
@@ -100,33 +109,13 @@ __all__ = [
     "QINFO_VERSION",
     "dequantize_array",
     "dequantize_tensors",
-    "estimate_stored_nbytes",
-    "expected_array",
-    "expected_stored",
     "precision_bits",
     "quantize_array",
     "quantize_tensors",
-    "stored_nbytes",
 ]
 
-QINFO_VERSION = 1
-PRECISIONS = ("float32", "float16", "bfloat16", "int8", "int7", "int6", "int5", "int4")
+#: Floating tensors with fewer elements stay float16 under integer precisions.
 MIN_QUANT_NUMEL = 64
-PARAMS_TENSOR = "__qparams__"
-_MAX_NDIM = 32
-
-_FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_TORCH_DTYPES = {
-    **_FLOAT_DTYPES,
-    "float64": torch.float64,
-    "uint8": torch.uint8,
-    "int8": torch.int8,
-    "int16": torch.int16,
-    "int32": torch.int32,
-    "int64": torch.int64,
-    "bool": torch.bool,
-}
-_DTYPE_NAMES = {v: k for k, v in _TORCH_DTYPES.items()}
 _FP16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -186,21 +175,21 @@ def _affine(rows: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def _quantize_rows(
-    x: np.ndarray, bits: int, granularity: str, axes: tuple[int, ...], extra_per_channel: float
+    x: np.ndarray, bits: int, axes: tuple[int, ...], extra_per_channel: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, int]:
     """x (...) float32 -> codes (same shape) uint8, scale (C,), offset (C,), granularity, axis.
 
-    C is 1 for ``"tensor"`` and ``x.shape[axis]`` for ``"channel"``. ``"channel"`` uses
-    ``axes[0]``; ``"auto"`` tries per-tensor and per-channel along each of ``axes`` and keeps
-    the smallest error once each candidate's extra parameter bytes are charged for. Axes of
-    length 1 (and 0-d/1-d arrays) fall back to per-tensor.
+    Tries per-tensor (C = 1) and per-channel along each of ``axes`` (C = ``x.shape[axis]``)
+    and keeps the smallest error once each candidate's extra parameter bytes are charged for
+    (the "auto" rule of the module docstring). Axes of length 1 (and 0-d/1-d arrays) are
+    left to per-tensor.
     """
     codes, scale, offset, sse = _affine(x.reshape(1, -1), bits)  # (1, n)
     best = (codes.reshape(x.shape), scale, offset, "tensor", 0)
-    if granularity == "tensor" or x.ndim < 2:
+    if x.ndim < 2:
         return best
     best_cost = sse
-    for axis in axes[:1] if granularity == "channel" else axes:
+    for axis in axes:
         if axis >= x.ndim or x.shape[axis] < 2:
             continue
         moved = np.moveaxis(x, axis, 0)  # (C, ...)
@@ -210,7 +199,7 @@ def _quantize_rows(
         # The "auto" rule (module docstring): ``extra`` bytes would have bought 8 * extra / n more
         # bits per element elsewhere, i.e. 2 ** (16 * extra / n) times less squared error.
         cost = c_sse * 2.0 ** (16.0 * extra / x.size)
-        if granularity == "channel" or cost < best_cost:
+        if cost < best_cost:
             c_codes = np.ascontiguousarray(np.moveaxis(c_codes.reshape(moved.shape), 0, axis))
             best, best_cost = (c_codes, c_scale, c_offset, "channel", axis), cost
     return best
@@ -228,46 +217,29 @@ def _unpack(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
     return np.packbits(planes, axis=1, bitorder="little").reshape(n)
 
 
-def _packed_len(n: int, bits: int) -> int:
-    return (n * bits + 7) // 8
-
-
 # ---------------------------------------------------------------------------------------------
 # tensors (decoder weights -> safetensors)
 # ---------------------------------------------------------------------------------------------
 
 
 def quantize_tensors(
-    tensors: dict[str, torch.Tensor],
-    precision: str,
-    *,
-    granularity: str = "auto",
-    min_numel: int = MIN_QUANT_NUMEL,
-    keep_vectors: bool = True,
-    pack: bool = True,
+    tensors: dict[str, torch.Tensor], precision: str
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Quantise a state dict for ``weights.safetensors``.
 
     tensors: name -> tensor of any shape (floating, or integer buffers kept as they are).
-    precision: one of :data:`PRECISIONS`.
-    granularity: ``"auto"`` (per tensor, the smallest error of per-tensor, per-channel along
-        axis 0 and along axis 1, counting parameter bytes), ``"tensor"`` or ``"channel"``
-        (axis 0; tensors with < 2 dims or 1 channel fall back to per-tensor). Ignored for
-        float precisions.
-    min_numel: floating tensors with fewer elements stay float16 under integer precisions.
-    keep_vectors: floating tensors with < 2 dims (biases, norms) stay float16 too.
-    pack: bit-pack codes of < 8 bits; ``False`` keeps one uint8 per code in the original
-        shape (bigger, unless a lossless coder follows).
+    precision: one of :data:`PRECISIONS`. Under an integer precision, each tensor gets the
+        smallest error of per-tensor, per-channel along axis 0 and along axis 1, counting
+        parameter bytes; codes of < 8 bits are bit-packed; floating tensors with fewer than
+        :data:`MIN_QUANT_NUMEL` elements or < 2 dims (biases, norms) stay float16.
 
     Returns ``(stored, qinfo)``: ``stored`` name -> contiguous CPU tensor of a dtype safetensors
     writes (uint8 codes, float16/bfloat16/float32, the ``"__qparams__"`` float32 vector);
     ``qinfo`` a JSON-serialisable description. Codes keep each tensor's name.
-    Raises ``ValueError`` for an unknown precision/granularity, non-finite values, or a tensor
-    named ``"__qparams__"``.
+    Raises ``ValueError`` for an unknown precision, non-finite values, or a tensor named
+    ``"__qparams__"``.
     """
     bits = precision_bits(precision)
-    if granularity not in ("auto", "tensor", "channel"):
-        raise ValueError(f"granularity must be 'auto', 'tensor' or 'channel', not {granularity!r}")
     if PARAMS_TENSOR in tensors:
         raise ValueError(f"{PARAMS_TENSOR!r} is reserved for the quantisation parameters")
     stored: dict[str, torch.Tensor] = {}
@@ -289,7 +261,7 @@ def quantize_tensors(
         x = t.to(torch.float32)
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"tensor {name!r} has non-finite values (or values beyond float32)")
-        small = x.numel() < max(min_numel, 1) or (keep_vectors and x.dim() < 2)
+        small = x.numel() < MIN_QUANT_NUMEL or x.dim() < 2
         if bits is None or small:
             target = precision if bits is None else "float16"
             if target == "float16" and _absmax(x) > _FP16_MAX:
@@ -297,11 +269,11 @@ def quantize_tensors(
             entry.update(method="cast", stored_dtype=target)
             # clone: never alias the caller's tensors (tied weights would share memory, which
             # safetensors refuses, and later training would change what is stored)
-            stored[name] = x.to(_FLOAT_DTYPES[target]).clone(memory_format=torch.contiguous_format)
+            stored[name] = x.to(FLOAT_DTYPES[target]).clone(memory_format=torch.contiguous_format)
             entries[name] = entry
             continue
-        codes, scale, offset, used, axis = _quantize_rows(x.numpy(), bits, granularity, (0, 1), 8)
-        packed = pack and bits < 8
+        codes, scale, offset, used, axis = _quantize_rows(x.numpy(), bits, (0, 1), 8)
+        packed = bits < 8
         flat = _pack(codes.reshape(-1), bits) if packed else codes
         stored[name] = torch.from_numpy(np.ascontiguousarray(flat))
         entry.update(method="affine", bits=bits, granularity=used, packed=packed)
@@ -325,67 +297,9 @@ def _absmax(x: torch.Tensor) -> float:
 
 
 def _dtype_name(dtype: torch.dtype, name: str) -> str:
-    if dtype not in _DTYPE_NAMES:
+    if dtype not in DTYPE_NAMES:
         raise ValueError(f"tensor {name!r} has dtype {dtype}, which neurep does not store")
-    return _DTYPE_NAMES[dtype]
-
-
-def expected_stored(qinfo: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Validate ``qinfo`` and return what the safetensors member must hold.
-
-    Returns stored name -> (dtype name, shape), computed from ``qinfo`` alone, so a reader can
-    check the safetensors header before reading any payload. Raises :class:`FormatError`.
-    """
-    _require(isinstance(qinfo, dict), "quantization info must be an object")
-    _require(qinfo.get("version") == QINFO_VERSION, f"unsupported version {qinfo.get('version')!r}")
-    _require(qinfo.get("precision") in PRECISIONS, f"unknown precision {qinfo.get('precision')!r}")
-    entries = qinfo.get("tensors")
-    _require(isinstance(entries, dict), "'tensors' must be an object")
-    out: dict[str, tuple[str, tuple[int, ...]]] = {}
-    spans: list[tuple[int, int]] = []
-    for name, e in entries.items():
-        _require(isinstance(e, dict), f"entry {name!r} must be an object")
-        shape = _shape(e.get("shape"), name)
-        dtype = e.get("dtype")
-        _require(_is_key(dtype, _TORCH_DTYPES), f"entry {name!r}: bad dtype {dtype!r}")
-        stored = e.get("stored")
-        _require(isinstance(stored, str) and stored != PARAMS_TENSOR, f"{name!r}: bad 'stored'")
-        _require(stored not in out, f"entry {name!r}: stored tensor {stored!r} used twice")
-        method = e.get("method")
-        if method in ("cast", "raw"):
-            sd = e.get("stored_dtype")
-            if method == "cast":
-                ok = _is_key(sd, _FLOAT_DTYPES) and _TORCH_DTYPES[dtype].is_floating_point
-            else:
-                ok = sd == dtype and not _TORCH_DTYPES[dtype].is_floating_point
-            _require(ok, f"entry {name!r}: bad stored_dtype {sd!r} for method {method!r}")
-            out[stored] = (sd, shape)
-            continue
-        _require(method == "affine", f"entry {name!r}: unknown method {method!r}")
-        _require(_TORCH_DTYPES[dtype].is_floating_point, f"entry {name!r}: affine on {dtype}")
-        bits = e.get("bits")
-        _require(_is_int(bits) and 1 <= bits <= 8, f"entry {name!r}: bad bits {bits!r}")
-        channels = _granularity(e, shape, name)
-        packed = e.get("packed")
-        _require(isinstance(packed, bool), f"entry {name!r}: 'packed' must be true or false")
-        n = math.prod(shape)
-        out[stored] = ("uint8", (_packed_len(n, bits),) if packed else shape)
-        start = e.get("params")
-        _require(_is_int(start) and start >= 0, f"entry {name!r}: bad params start {start!r}")
-        spans.append((start, start + 2 * channels))
-    total = 0
-    for start, end in sorted(spans):  # the slices must tile the parameter vector
-        _require(start == total, "parameter slices overlap or leave gaps")
-        total = end
-    if spans:
-        _require(
-            qinfo.get("params_tensor") == PARAMS_TENSOR,
-            f"'params_tensor' must be {PARAMS_TENSOR!r}",
-        )
-        out[PARAMS_TENSOR] = ("float32", (total,))
-    else:
-        _require("params_tensor" not in qinfo, "'params_tensor' without affine entries")
-    return out
+    return DTYPE_NAMES[dtype]
 
 
 def dequantize_tensors(stored: dict[str, torch.Tensor], qinfo: Any) -> dict[str, torch.Tensor]:
@@ -396,19 +310,19 @@ def dequantize_tensors(stored: dict[str, torch.Tensor], qinfo: Any) -> dict[str,
     :class:`FormatError` on any mismatch. Deterministic (float64 maths, one rounding).
     """
     expected = expected_stored(qinfo)
-    _require(isinstance(stored, dict), "stored tensors must be a dict")
+    require(isinstance(stored, dict), "stored tensors must be a dict")
     missing, extra = set(expected) - set(stored), set(stored) - set(expected)
-    _require(not missing, f"tensors missing from the file: {sorted(missing)[:5]}")
-    _require(not extra, f"tensors not described by the quantization info: {sorted(extra)[:5]}")
+    require(not missing, f"tensors missing from the file: {sorted(missing)[:5]}")
+    require(not extra, f"tensors not described by the quantization info: {sorted(extra)[:5]}")
     for name, (dtype, shape) in expected.items():
         t = stored[name]
-        _require(isinstance(t, torch.Tensor), f"{name!r} is not a tensor")
-        got = (_DTYPE_NAMES.get(t.dtype), tuple(t.shape))
-        _require(got == (dtype, shape), f"{name!r} is {got}, expected {(dtype, shape)}")
+        require(isinstance(t, torch.Tensor), f"{name!r} is not a tensor")
+        got = (DTYPE_NAMES.get(t.dtype), tuple(t.shape))
+        require(got == (dtype, shape), f"{name!r} is {got}, expected {(dtype, shape)}")
     params = None
     if PARAMS_TENSOR in stored:
         params = stored[PARAMS_TENSOR].detach().cpu().numpy()
-        _require(bool(np.isfinite(params).all()), "quantisation parameters are not finite")
+        require(bool(np.isfinite(params).all()), "quantisation parameters are not finite")
     out: dict[str, torch.Tensor] = {}
     for name, e in qinfo["tensors"].items():
         t = stored[e["stored"]].detach().cpu()
@@ -418,66 +332,19 @@ def dequantize_tensors(stored: dict[str, torch.Tensor], qinfo: Any) -> dict[str,
             continue
         if e["method"] == "cast":
             v = t.to(torch.float32)
-            _require(bool(torch.isfinite(v).all()), f"{name!r} has non-finite values")
+            require(bool(torch.isfinite(v).all()), f"{name!r} has non-finite values")
             out[name] = v.reshape(shape).contiguous()
             continue
         bits, start = e["bits"], e["params"]
         c = 1 if e["granularity"] == "tensor" else shape[e["axis"]]
         scale, offset = params[start : start + c], params[start + c : start + 2 * c]
-        _require(bool((scale >= 0).all()), f"{name!r} has a negative scale")
+        require(bool((scale >= 0).all()), f"{name!r} has a negative scale")
         n = math.prod(shape)
         codes = t.numpy().reshape(-1)
         codes = _unpack(codes, bits, n) if e["packed"] else codes
-        _require(n == 0 or int(codes.max()) < (1 << bits), f"{name!r} has codes above {bits} bits")
+        require(n == 0 or int(codes.max()) < (1 << bits), f"{name!r} has codes above {bits} bits")
         out[name] = torch.from_numpy(_values(codes, shape, scale, offset, e.get("axis", 0)))
     return out
-
-
-def stored_nbytes(stored: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> int:
-    """Exact size in bytes of ``safetensors.torch.save(stored, metadata)`` (header included)."""
-    from safetensors.torch import save
-
-    return len(save(stored, metadata=metadata))
-
-
-def estimate_stored_nbytes(
-    shapes: Mapping[str, Sequence[int]],
-    precision: str,
-    *,
-    granularity: str = "auto",
-    min_numel: int = MIN_QUANT_NUMEL,
-    keep_vectors: bool = True,
-    pack: bool = True,
-) -> int:
-    """Size of the safetensors member for float tensors of these shapes, before any values exist.
-
-    For rate control: pick a decoder size for a byte budget before fitting it
-    (``{k: v.shape for k, v in decoder.state_dict().items()}``). Exact for float precisions and
-    for ``granularity="tensor"``; otherwise an upper bound that gives every eligible tensor
-    per-channel parameters along the longer of axes 0 and 1 (8 bytes per channel, at most that
-    much above the real file). Small tensors and vectors count as float16 (as do all tensors
-    under ``"float16"``): assumes no value lies beyond float16's range.
-    """
-    bits = precision_bits(precision)
-    dummy: dict[str, torch.Tensor] = {}
-    n_params = 0
-    for name, raw_shape in shapes.items():
-        shape = tuple(int(d) for d in raw_shape)
-        n = math.prod(shape)
-        small = n < max(min_numel, 1) or (keep_vectors and len(shape) < 2)
-        if bits is None or small:
-            dummy[name] = torch.zeros(
-                shape, dtype=_FLOAT_DTYPES[precision if bits is None else "float16"]
-            )
-            continue
-        packed = pack and bits < 8
-        dummy[name] = torch.zeros((_packed_len(n, bits),) if packed else shape, dtype=torch.uint8)
-        axes = () if granularity == "tensor" or len(shape) < 2 else (0,)
-        axes = (0, 1) if axes and granularity == "auto" else axes
-        n_params += 2 * max([shape[a] for a in axes if shape[a] > 1] + [1])
-    if n_params:
-        dummy[PARAMS_TENSOR] = torch.zeros(n_params, dtype=torch.float32)
-    return stored_nbytes(dummy)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,20 +352,17 @@ def estimate_stored_nbytes(
 # ---------------------------------------------------------------------------------------------
 
 
-def quantize_array(
-    x: np.ndarray, precision: str, *, granularity: str = "auto", axis: int = 0
-) -> tuple[np.ndarray, dict]:
+def quantize_array(x: np.ndarray, precision: str, *, axis: int = 0) -> tuple[np.ndarray, dict]:
     """Quantise one floating array (an embedding, e.g. (B, E, *s); use ``axis=1`` for E).
 
     Returns ``(codes, qinfo)``. codes: same shape as ``x``; uint8 for int precisions (not
     bit-packed, so zarr can chunk it per frame; a zarr zstd codec recovers the unused bits),
     float32/float16 for those precisions, and uint16 *bit patterns* for bfloat16 (numpy and
-    zarr have no bfloat16). ``qinfo`` holds the scales/offsets as JSON numbers; with
-    ``"auto"`` the per-channel lists' extra JSON bytes are what is charged for.
+    zarr have no bfloat16). Integer codes are per-tensor or per-channel along ``axis``,
+    whichever has the smaller error once the per-channel lists' extra JSON bytes are charged
+    for; ``qinfo`` holds the scales/offsets as JSON numbers.
     """
     bits = precision_bits(precision)
-    if granularity not in ("auto", "tensor", "channel"):
-        raise ValueError(f"granularity must be 'auto', 'tensor' or 'channel', not {granularity!r}")
     x = np.asarray(x)
     if x.dtype not in (np.float16, np.float32, np.float64):
         raise ValueError(f"quantize_array needs a float16/32/64 array, got {x.dtype}")
@@ -520,7 +384,7 @@ def quantize_array(
         scale, offset = np.zeros(1, np.float32), np.zeros(1, np.float32)
     else:  # one more (scale, offset) pair costs about 40 bytes of JSON
         axis = _axis(axis, x.ndim)
-        codes, scale, offset, used, axis = _quantize_rows(x32, bits, granularity, (axis,), 40)
+        codes, scale, offset, used, axis = _quantize_rows(x32, bits, (axis,), 40)
     qinfo.update(method="affine", bits=bits, granularity=used, stored_dtype="uint8")
     if used == "channel":
         qinfo["axis"] = axis
@@ -528,52 +392,25 @@ def quantize_array(
     return codes.reshape(x.shape), qinfo
 
 
-def expected_array(qinfo: Any) -> tuple[str, tuple[int, ...]]:
-    """Validate an array's ``qinfo``; return the stored codes' (numpy dtype name, shape)."""
-    _require(isinstance(qinfo, dict), "quantization info must be an object")
-    _require(qinfo.get("version") == QINFO_VERSION, f"unsupported version {qinfo.get('version')!r}")
-    _require(qinfo.get("precision") in PRECISIONS, f"unknown precision {qinfo.get('precision')!r}")
-    shape = _shape(qinfo.get("shape"), "array")
-    dtype = qinfo.get("dtype")
-    _require(isinstance(dtype, str) and dtype in ("float16", "float32", "float64"), "bad dtype")
-    method = qinfo.get("method")
-    if method == "cast":
-        sd = qinfo.get("stored_dtype")
-        _require(_is_key(sd, _FLOAT_DTYPES), f"bad stored_dtype {sd!r}")
-        return ("uint16" if sd == "bfloat16" else sd), shape
-    _require(method == "affine", f"unknown method {method!r}")
-    bits = qinfo.get("bits")
-    _require(_is_int(bits) and 1 <= bits <= 8, f"bad bits {bits!r}")
-    _require(qinfo.get("stored_dtype") == "uint8", "affine codes must be stored as uint8")
-    channels = _granularity(qinfo, shape, "array")
-    for key in ("scale", "offset"):
-        v = qinfo.get(key)
-        ok = isinstance(v, list) and len(v) == channels
-        _require(ok and all(_is_number(f) for f in v), f"'{key}' must be {channels} numbers")
-    return "uint8", shape
-
-
 def dequantize_array(codes: Any, qinfo: Any) -> np.ndarray:
     """codes (as stored) + qinfo -> float32 array of the original shape. Raises FormatError."""
     dtype, shape = expected_array(qinfo)
     ok = isinstance(codes, np.ndarray) and codes.dtype == np.dtype(dtype)
-    _require(ok and codes.shape == shape, f"codes must be {dtype} {shape}")
+    require(ok and codes.shape == shape, f"codes must be {dtype} {shape}")
     if qinfo["method"] == "cast":
         if dtype == "uint16":
             t = torch.from_numpy(codes.astype(np.int16, copy=True)).view(torch.bfloat16)
             out = t.to(torch.float32).numpy()
         else:
             out = codes.astype(np.float32)
-        _require(bool(np.isfinite(out).all()), "array has non-finite values")
+        require(bool(np.isfinite(out).all()), "array has non-finite values")
         return out
     with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, refused below
         scale = np.asarray(qinfo["scale"], dtype=np.float64).astype(np.float32)
         offset = np.asarray(qinfo["offset"], dtype=np.float64).astype(np.float32)
-    _require(
-        bool(np.isfinite(scale).all() & np.isfinite(offset).all()), "parameters beyond float32"
-    )
-    _require(bool((scale >= 0).all()), "negative scale")
-    _require(codes.size == 0 or int(codes.max()) < (1 << qinfo["bits"]), "codes above bits")
+    require(bool(np.isfinite(scale).all() & np.isfinite(offset).all()), "parameters beyond float32")
+    require(bool((scale >= 0).all()), "negative scale")
+    require(codes.size == 0 or int(codes.max()) < (1 << qinfo["bits"]), "codes above bits")
     return _values(codes.reshape(-1), shape, scale, offset, qinfo.get("axis", 0))
 
 
@@ -592,42 +429,6 @@ def _values(
     rows = np.moveaxis(codes.reshape(shape), axis, 0).reshape(shape[axis], -1)  # (C, M)
     v = _affine_values(rows, scale, offset).reshape(moved)
     return np.ascontiguousarray(np.moveaxis(v, 0, axis))
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise FormatError(f"invalid quantization info: {message}")
-
-
-def _is_key(v: Any, table: dict) -> bool:
-    return isinstance(v, str) and v in table
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _shape(shape: Any, name: str) -> tuple[int, ...]:
-    ok = isinstance(shape, list) and len(shape) <= _MAX_NDIM
-    _require(ok and all(_is_int(d) and d >= 0 for d in shape), f"{name!r}: bad shape {shape!r}")
-    return tuple(shape)
-
-
-def _granularity(e: dict, shape: tuple[int, ...], name: str) -> int:
-    """Validate granularity/axis of an affine entry; return its number of channels."""
-    g = e.get("granularity")
-    if g == "tensor":
-        _require("axis" not in e, f"{name!r}: per-tensor entry with an axis")
-        return 1
-    _require(g == "channel", f"{name!r}: bad granularity {g!r}")
-    axis = e.get("axis")
-    _require(_is_int(axis) and 0 <= axis < len(shape), f"{name!r}: bad axis {axis!r}")
-    _require(shape[axis] >= 1, f"{name!r}: per-channel over an empty axis")
-    return shape[axis]
 
 
 def _axis(axis: int, ndim: int) -> int:

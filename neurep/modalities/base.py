@@ -110,7 +110,7 @@ class ModalityAdapter(abc.ABC):
         """Raise :class:`~neurep.errors.FormatError` if a parsed configuration (from an
         untrusted file) cannot be restored. The default accepts everything."""
 
-    # ---- measuring (DESIGN.md §6) ----------------------------------------------------------
+    # ---- measuring (docs/ARCHITECTURE.md, "Measuring quality") -----------------------------
 
     @property
     def num_pixels(self) -> int | None:

@@ -75,13 +75,7 @@ class ConvTransposeDecoder(ConfigurableModule):
         strides: Sequence[int],
         widths: Sequence[int],
     ) -> None:
-        super().__init__(
-            ndim=ndim,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            strides=strides,
-            widths=widths,
-        )
+        super().__init__()
         _check(ndim, strides, [*widths, out_channels])
         if not 1 <= in_channels <= MAX_CHANNELS:
             raise ValueError(f"in_channels must be in 1..{MAX_CHANNELS}")
@@ -123,15 +117,7 @@ class NeRVDecoder(ConfigurableModule):
         kernel_size: int = 3,
         head_kernel: int = 3,
     ) -> None:
-        super().__init__(
-            ndim=ndim,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            strides=strides,
-            widths=widths,
-            kernel_size=kernel_size,
-            head_kernel=head_kernel,
-        )
+        super().__init__()
         _check(ndim, strides, widths)
         if not (1 <= in_channels <= MAX_CHANNELS and 1 <= out_channels <= MAX_CHANNELS):
             raise ValueError(f"channels must be in 1..{MAX_CHANNELS}")

@@ -26,17 +26,14 @@ __all__ = [
 ]
 
 #: Every encoder's output is standardised per channel and multiplied by this (see
-#: :func:`standardise_embedding`). Raw encoder outputs drift in scale with the encoder and the
-#: signal (RMS ~0.1 for LPNet-S3K on Kodak), which makes the decoder's first layer learn at a
-#: rate nobody chose. Unit RMS suits Adam at the paper's learning rate (2e-2): on kodim01 at
-#: 300 steps, scale 0.25 / 1 / 2 / 4 / 64 gave 23.8 / 25.4 / 24.9 / 23.7 / 16.2 dB (the
-#: last one diverges; 64 suited the lr 5e-3 used before). Measured before fits started from
-#: the signal's mean and Adam's betas became (0.8, 0.95); see neurep/fitting/loop.py.
+#: :func:`standardise_embedding`), so the decoder's first layer does not learn at whatever rate
+#: the raw output's scale implies. Unit RMS suits Adam at the paper's learning rate (2e-2);
+#: the probe that chose it is in benchmarks/RESULTS.md ("Optimiser").
 DEFAULT_EMBEDDING_SCALE = 1.0
 
-#: Row chunks of LPNet's S3K projections (see :class:`S3KConvNd`): a 768x512 RGB level fits in
-#: one chunk, so fitting never recomputes (100 default-preset steps on kodim01: 17.7-19.0 s at
-#: the layer's default 1 << 20, 15.7 s here, 14.5 s unchunked); a 4K image still gets chunks.
+#: Row chunks of LPNet's S3K projections (see :class:`S3KConvNd`): a 768x512 RGB level is one
+#: chunk, so fitting never recomputes it; a 4K image still gets chunks. Timings:
+#: benchmarks/RESULTS.md ("S3K layer speed and memory").
 S3K_CHUNK_ELEMENTS = 1 << 22
 
 
@@ -138,20 +135,7 @@ class LPNetEncoder(ConfigurableModule):
         blocks_per_stage: int = 1,
         embedding_scale: float | None = DEFAULT_EMBEDDING_SCALE,
     ) -> None:
-        super().__init__(
-            ndim=ndim,
-            in_channels=in_channels,
-            strides=strides,
-            widths=widths,
-            projection=projection,
-            state_size=state_size,
-            level_norm=level_norm,
-            state_norm=state_norm,
-            window_span=window_span,
-            hidden_channels=hidden_channels,
-            blocks_per_stage=blocks_per_stage,
-            embedding_scale=embedding_scale,
-        )
+        super().__init__()
         self.embedding_scale = embedding_scale
         self.level_norm = level_norm
         _check_stages(strides, widths)
@@ -232,14 +216,7 @@ class ConvNeXtEncoder(ConfigurableModule):
         blocks_per_stage: int = 1,
         embedding_scale: float | None = DEFAULT_EMBEDDING_SCALE,
     ) -> None:
-        super().__init__(
-            ndim=ndim,
-            in_channels=in_channels,
-            strides=strides,
-            widths=widths,
-            blocks_per_stage=blocks_per_stage,
-            embedding_scale=embedding_scale,
-        )
+        super().__init__()
         self.embedding_scale = embedding_scale
         _check_stages(strides, widths)
         self.total_stride = math.prod(strides)

@@ -1,11 +1,16 @@
 """Models describe themselves as ``{"name", "configuration"}`` and are rebuilt from it.
 
-The configuration is the constructor's keyword arguments, stored in the ``.nrep`` metadata,
-so a decoder is rebuilt exactly; nothing is guessed back from weight shapes.
+The configuration is the constructor's arguments, stored in the ``.nrep`` metadata, so a
+decoder is rebuilt exactly; nothing is guessed back from weight shapes. It is read from the
+constructor's own signature (every argument, defaults included, in signature order), so an
+argument cannot be declared and then forgotten in what is stored.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -16,19 +21,53 @@ _REGISTRY: dict[str, type[ConfigurableModule]] = {}
 
 
 class ConfigurableModule(nn.Module):
-    """An ``nn.Module`` that remembers the keyword arguments it was built with."""
+    """An ``nn.Module`` that remembers the arguments it was built with.
+
+    A subclass declares its arguments once, in its ``__init__`` signature, and calls plain
+    ``super().__init__()``; ``self.configuration`` is then every argument but ``self`` (with
+    defaults applied, in signature order, tuples as lists). For a subclass of a subclass, the
+    signature of the class actually built wins.
+    """
 
     name: str = ""
 
-    def __init__(self, **configuration: Any) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:  # classes without their own __init__ inherit the wrapper
+            cls.__init__ = _recording(cls.__init__)
+
+    def __init__(self) -> None:
         super().__init__()
-        self.configuration = _jsonable(configuration)
+        self.configuration: dict[str, Any] = {}
 
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name, "configuration": dict(self.configuration)}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _recording(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a constructor so that it stores its bound arguments as ``self.configuration``."""
+    signature = inspect.signature(init)
+    if any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
+        raise TypeError(f"{init.__qualname__}: *args cannot be stored as a configuration")
+
+    @functools.wraps(init)
+    def recording_init(self: ConfigurableModule, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)  # first, so bad arguments raise the constructor's own error
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        configuration: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:  # [0] is self
+            if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                configuration.update(value)
+            else:
+                configuration[name] = value
+        # Set after the body (and after any inner wrapper), so the outermost signature wins.
+        self.configuration = _jsonable(configuration)
+
+    return recording_init
 
 
 def _jsonable(value: Any) -> Any:

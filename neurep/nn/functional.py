@@ -1,7 +1,7 @@
 """The maths of the structured state-space kernel (S3K), as plain functions.
 
-Notation (paper §5, DESIGN.md §2): a diagonal real SSM with N states per spatial axis,
-``lam`` (N,) < 0, step ``dt`` (N,) > 0, zero-order-hold discretisation
+Notation (paper §5; docs/ARCHITECTURE.md, "The S3K layer"): a diagonal real SSM with N
+states per spatial axis, ``lam`` (N,) < 0, step ``dt`` (N,) > 0, zero-order-hold discretisation
 
     lam_bar = exp(lam * dt)                 # (N,), in (0, 1)
     b_bar   = (lam_bar - 1) / lam * b       # (..., L, N)
@@ -56,8 +56,8 @@ def s3k_coefficients(lam: torch.Tensor, dt: torch.Tensor, length: int) -> torch.
     ``lam_bar`` underflows to 0 (``0 ** 0`` has an undefined gradient). Powers below the
     dtype's epsilon squared (float32: ~1e-14) are exactly 0. Next to the window's last tap
     (power 1) they are lost in any sum anyway, and left in they become subnormal numbers
-    in the products downstream, on which CPUs compute many times slower (60 default-preset
-    steps on kodim02 with step sizes up to 3: 12.6 s, against 8.6 s with subnormals flushed).
+    in the products downstream, on which CPUs compute many times slower (timings:
+    benchmarks/RESULTS.md, "S3K layer speed and memory").
     """
     lam_dt = lam * dt  # (N,)
     exponents = torch.arange(length - 1, -1, -1, dtype=lam.dtype, device=lam.device)  # (L,)

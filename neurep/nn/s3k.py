@@ -1,9 +1,10 @@
 """S3K convolution: an N-d convolution whose kernel comes from a diagonal state-space model.
 
-Paper §5.1-5.3 and Appendix A.8; DESIGN.md §2. For every window of size (K_1..K_d) and every
-(projected) channel c, each spatial axis i has a 1-D SSM kernel ``K^(i)[c, n, k_i]``
-(see :mod:`neurep.nn.functional`); the d-dim kernel is their outer product, and the layer
-output for the window is ``y[n] = sum_c sum_k X[c, k] prod_i K^(i)[c, n, k_i]`` — the last
+Paper §5.1-5.3 and Appendix A.8; notation: docs/ARCHITECTURE.md, "The S3K layer".
+For every window of size (K_1..K_d) and every (projected) channel c, each spatial axis i has
+a 1-D SSM kernel ``K^(i)[c, n, k_i]`` (see :mod:`neurep.nn.functional`); the d-dim kernel is
+their outer product, and the layer output for the window is
+``y[n] = sum_c sum_k X[c, k] prod_i K^(i)[c, n, k_i]`` — the last
 state of the SSM run over the window. Around it (A.8.2): a 1x1 input projection, a gate and
 residual from the window average, and a 1x1 projection from the N states to the outputs.
 Optionally (``state_norm``, what LPNet uses) the N states of each window are RMS-normalised

@@ -1,9 +1,10 @@
 """Test helpers for the S3K layer: an independent loop-based oracle, strategies, parameter maps.
 
 Nothing here calls :mod:`neurep.nn.functional` or the layer's private methods: the oracle
-re-derives the layer from DESIGN.md §2 / paper A.8.2 with explicit loops (window by window,
-state recurrence step by step), so the tests that compare against it can catch bugs in code
-that the fast and the reference paths share (window extraction, adaptive B, ZOH, the gate).
+re-derives the layer from docs/ARCHITECTURE.md ("The S3K layer") / paper A.8.2 with explicit
+loops (window by window, state recurrence step by step), so the tests that compare against it
+can catch bugs in code that the fast and the reference paths share (window extraction,
+adaptive B, ZOH, the gate).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Layer-level invariants of S3KConvNd (DESIGN.md §2): an independent loop oracle, fast path =
-materialised reference (outputs and gradients, chunked or not), unit windows reduce to 1-D,
-axis permutation equivariance, linearity without adaptive B, and stability over the allowed
-step and eigenvalue ranges."""
+"""Layer-level invariants of S3KConvNd (docs/ARCHITECTURE.md, "The S3K layer"): an independent
+loop oracle, fast path = materialised reference (outputs and gradients, chunked or not), unit
+windows reduce to 1-D, axis permutation equivariance, linearity without adaptive B, and
+stability over the allowed step and eigenvalue ranges."""
 
 from __future__ import annotations
 
