@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from neurep.datum import NeuralDatum
-from neurep.fitting.pipeline import fit_datum
+from neurep.fitting.pipeline import StorageTarget, fit_datum
 from neurep.fitting.presets import Preset, as_preset
 from neurep.fitting.rate import budget_bytes
 from neurep.formats import NrepReader, open_nrep
@@ -66,18 +66,14 @@ def fit(
     """
     chosen = as_preset(preset).with_overrides(steps=steps, learning_rate=learning_rate)
     adapter, signal = resolve(obj, modality).from_object(obj)  # signal: (B, C, *S) in [0, 1]
-    return fit_datum(
-        obj,
-        adapter,
-        signal,
-        chosen,
-        seed=seed,
+    target = StorageTarget(
         precision=precision,
         embedding_precision=embedding_precision,
         max_bytes=budget_bytes(adapter, signal, bpp=bpp, max_bytes=max_bytes),
         psnr=psnr,
-        progress=progress,
-        device=device,
+    )
+    return fit_datum(
+        obj, adapter, signal, chosen, target, seed=seed, progress=progress, device=device
     )
 
 

@@ -26,10 +26,27 @@ from neurep.fitting.presets import Plan, Preset, plan
 from neurep.metadata import FitRecord, datum_metadata, with_quality
 from neurep.modalities import ModalityAdapter
 
-__all__ = ["PSNR_MARGIN_FOR_INT8", "fit_datum"]
+__all__ = ["PSNR_MARGIN_FOR_INT8", "StorageTarget", "fit_datum"]
 
 #: How much higher than a ``psnr=`` target the fit aims, to absorb int8 storage (<= 0.14 dB).
 PSNR_MARGIN_FOR_INT8 = 0.2
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """What the stored datum must meet.
+
+    precision: weight storage precision (None: float32, or int8 with ``psnr``, or chosen by
+        the budget); embedding_precision: the embedding's (None: by the weights').
+    max_bytes: the saved file's size limit, or None.
+    psnr: quality target in dB: fitting stops once the training PSNR is this plus
+        :data:`PSNR_MARGIN_FOR_INT8`.
+    """
+
+    precision: str | None = None
+    embedding_precision: str | None = None
+    max_bytes: int | None = None
+    psnr: float | None = None
 
 
 def fit_datum(
@@ -37,12 +54,9 @@ def fit_datum(
     adapter: ModalityAdapter,
     signal: torch.Tensor,
     preset: Preset,
+    target: StorageTarget = StorageTarget(),
     *,
     seed: int = 0,
-    precision: str | None = None,
-    embedding_precision: str | None = None,
-    max_bytes: int | None = None,
-    psnr: float | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
 ) -> NeuralDatum:
@@ -52,13 +66,10 @@ def fit_datum(
         obj: the user's object (quality is measured against it).
         adapter, signal: ``adapter_cls.from_object(obj)``; signal (B, C, *S) in [0, 1].
         preset: the preset before the adapter's profile is applied.
-        precision: weight storage precision (None: float32, or int8 with ``psnr``, or
-            chosen by the budget).
-        max_bytes: the saved file's size limit, or None.
-        psnr: quality target in dB: fitting stops once the training PSNR is this plus
-            :data:`PSNR_MARGIN_FOR_INT8`.
-        The rest as :func:`neurep.fit`.
+        target: precision, size and quality the stored datum must meet.
+        seed, progress, device: as :func:`neurep.fit`.
     """
+    precision, max_bytes, psnr = target.precision, target.max_bytes, target.psnr
     preset = preset.for_profile(adapter.preset_profile)
     target_psnr = None
     if psnr is not None:
@@ -84,7 +95,7 @@ def fit_datum(
         description=f"neurep fit ({adapter.name}, {models.preset.name})",
     )
     record = _fit_record(result, models, seed, device, max_bytes, target_psnr)
-    fitted = _Fitted(obj, adapter, signal, models, result, record, embedding_precision)
+    fitted = _Fitted(obj, adapter, signal, models, result, record, target.embedding_precision)
     if max_bytes is None:
         return fitted.stored_at(precision)
     return rate.store_within(fitted.stored_at, precision, max_bytes)
