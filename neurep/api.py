@@ -44,16 +44,15 @@ def fit(
             picks the preset's profile (images, volumes).
         steps, learning_rate: override the preset's.
         seed: the same seed and input give the same datum.
-        precision: storage precision of the decoder weights ("float32", "float16",
-            "bfloat16", "int8" ... "int4"; default float32, or chosen by the budget);
-            applied now, so the returned datum decodes exactly as the saved file will.
+        precision: storage precision of the decoder weights ("int8" by default, "int7" ...
+            "int4", "float16", "bfloat16", "float32"; or chosen by a budget); applied now,
+            so the returned datum decodes exactly as the saved file will.
         embedding_precision: the embedding's (default: int8 beside integer weights, else
             the weights').
         bpp, max_bytes: a size budget (bits per pixel of the datum, or bytes); the decoder's
             width and precision are chosen so that the saved file is at most this big.
         psnr: a quality target in dB: fitting stops once the training PSNR is this plus a
-            0.2 dB margin for int8 storage, and the datum is stored at int8 unless
-            ``precision`` says otherwise.
+            0.2 dB margin for int8 storage.
         progress: show a progress bar with the running PSNR.
         device: "cpu", "cuda", ... (default: CUDA when available).
 

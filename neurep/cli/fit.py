@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         default=None,
         choices=PRECISIONS,
-        help="storage precision of the decoder weights (default: float32, or chosen by a budget)",
+        help="storage precision of the decoder weights (default: int8, or chosen by a budget)",
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(

@@ -23,7 +23,7 @@ from neurep.formats import open_nrep, write_nrep
 def valid_file(tmp_path_factory):
     image = np.random.default_rng(0).integers(0, 256, size=(24, 40, 3), dtype=np.uint8)
     path = tmp_path_factory.mktemp("hostile") / "valid.nrep"
-    neurep.fit(image, preset="fast", steps=2, progress=False).save(path)
+    neurep.fit(image, preset="fast", steps=2, precision="float32", progress=False).save(path)
     with open_nrep(path) as reader:
         parts = (
             reader.metadata,

@@ -83,7 +83,7 @@ def test_arrays_of_one_two_and_three_dimensions_round_trip(tmp_path, shape, dtyp
 
 def test_plain_zarr_and_plain_safetensors_read_the_file(tmp_path):
     image = np.random.default_rng(3).integers(0, 256, size=(32, 48, 3), dtype=np.uint8)
-    datum = neurep.fit(image, **FEW_STEPS)
+    datum = neurep.fit(image, precision="float32", **FEW_STEPS)  # weights stored as they are
     path = tmp_path / "x.nrep"
     datum.save(path)
     group = zarr.open_group(zarr.storage.ZipStore(path, mode="r"), mode="r")
@@ -161,7 +161,7 @@ def test_fit_has_one_quality_target_and_no_research_knobs():
 
 def test_requantising_a_float32_datum_matches_its_saved_file(tmp_path):
     image = np.random.default_rng(6).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
-    datum = neurep.fit(image, **FEW_STEPS)
+    datum = neurep.fit(image, precision="float32", **FEW_STEPS)
     small = datum.with_precision("int6")
     assert small.metadata["weights"]["precision"] == "int6"
     path = tmp_path / "int6.nrep"

@@ -26,8 +26,8 @@ def fitted_png(tmp_path_factory):
     source = folder / "small.png"
     Image.fromarray(_smooth_rgb(32, 48)).save(source)
     target = folder / "small.nrep"
-    code = fit.main([str(source), "-o", str(target), "--steps", STEPS, "--quiet"])
-    assert code == 0
+    argv = [str(source), "-o", str(target), "--steps", STEPS, "--precision", "float32", "-q"]
+    assert fit.main(argv) == 0
     return source, target
 
 

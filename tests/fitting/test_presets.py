@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -84,7 +85,8 @@ def test_scaling_a_preset_scales_the_image_decoder_too() -> None:
     assert half.profiles["image"]["decoder_widths"] == (48, 32, 12)
     assert half.decoder_widths == (48, 32, 12, 8)
     assert image_plan(half).decoder["configuration"]["widths"] == [48, 32, 12]
-    assert array_plan(half, (4096,)).decoder["configuration"]["widths"] == [48, 32, 12, 8]
+    long_signal = (1 << 20,)  # large enough that the capacity rule leaves the widths alone
+    assert array_plan(half, long_signal).decoder["configuration"]["widths"] == [48, 32, 12, 8]
 
 
 def test_images_fit_500_steps_at_3e_2_and_other_ranks_1100_at_2e_2() -> None:
@@ -148,3 +150,60 @@ def test_a_preset_object_is_fitted_as_given() -> None:
     assert datum.metadata["fit"]["preset"] == "mine"
     assert datum.metadata["fit"]["steps"] == 2  # the image profile applied
     assert datum.metadata["decoder"]["configuration"]["widths"] == [8, 8, 8]
+
+
+@pytest.mark.parametrize("side", [16, 64, 256, 512])
+def test_the_decoder_follows_the_image_size_with_a_floor(side) -> None:
+    models = image_plan(get_preset("balanced"), 3, (side, side))
+    parameters = build(models.decoder).num_parameters()
+    allowed = max(4000, math.floor(0.34 * side * side))
+    assert parameters <= allowed
+    full = build(
+        plan(
+            replace(get_preset("balanced").for_profile("image"), parameters_per_sample=None),
+            3,
+            (side, side),
+        ).decoder
+    )
+    assert parameters == full.num_parameters() or models.width_scale < 1
+    # the largest scale that fits: one step wider (1/256) would not
+    if models.width_scale < 1:
+        wider = [
+            max(2, round(w * (models.width_scale + 1 / 256)))
+            for w in full.to_config()["configuration"]["widths"]
+        ]
+        config = {
+            **models.decoder,
+            "configuration": {**models.decoder["configuration"], "widths": wider},
+        }
+        assert build(config).num_parameters() > allowed
+
+
+def test_a_kodak_image_keeps_the_full_default_decoder() -> None:
+    models = image_plan(get_preset("balanced"))
+    assert models.width_scale == 1.0
+    assert build(models.decoder).num_parameters() == 131_339
+
+
+def test_the_paper_presets_keep_the_papers_network_at_every_size() -> None:
+    small = image_plan(get_preset("paper"), 3, (64, 64))
+    assert small.width_scale == 1.0 and get_preset("paper").parameters_per_sample is None
+
+
+def test_the_file_records_the_capacity_rule_and_int8_is_the_default() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    datum = neurep.fit(image, preset="fast", steps=2, progress=False)
+    capacity = datum.metadata["fit"]["capacity"]
+    assert capacity["parameters_per_sample"] == 0.34
+    assert capacity["min_decoder_parameters"] == 4000
+    assert 0 < capacity["width_scale"] < 1
+    assert datum.metadata["fit"]["decoder_parameters"] <= 4000
+    assert datum.metadata["weights"]["precision"] == "int8"
+    assert datum.metadata["embedding"]["precision"] == "int8"
+
+
+def test_a_byte_budget_sizes_the_decoder_instead_of_the_capacity_rule() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    datum = neurep.fit(image, preset="fast", steps=1, progress=False, max_bytes=60_000)
+    assert "capacity" not in datum.metadata["fit"]
+    assert datum.metadata["fit"]["decoder_parameters"] > 4000
