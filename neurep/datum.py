@@ -16,6 +16,8 @@ import torch
 
 from neurep.errors import FormatError
 from neurep.formats import open_nrep, write_nrep
+from neurep.formats._compact import compact_array, compact_tensors
+from neurep.formats._qinfo import DTYPE_NAMES
 from neurep.formats.quantize import (
     dequantize_array,
     dequantize_tensors,
@@ -138,14 +140,17 @@ class NeuralDatum:
     def _load_decoder(self) -> ConfigurableModule:
         try:
             with torch.device("meta"):  # shapes only: nothing is allocated yet
-                expected = {
-                    k: tuple(v.shape)
+                described = {
+                    k: (DTYPE_NAMES.get(v.dtype, str(v.dtype)), tuple(v.shape))
                     for k, v in build(self.metadata["decoder"]).state_dict().items()
                 }
+            expected = {k: shape for k, (_, shape) in described.items()}
         except (KeyError, ValueError) as error:
             raise FormatError(f"{self._source}: cannot build the decoder: {error}") from None
         stored = self._reader.read_tensors()
-        weights = dequantize_tensors(stored, self.metadata["weights"].get("quantization"))
+        # format 1.1's compact layout takes names, dtypes, shapes and order from the decoder
+        qinfo = self.metadata["weights"].get("quantization")
+        weights = dequantize_tensors(stored, qinfo, described)
         if set(weights) != set(expected):
             missing, extra = set(expected) - set(weights), set(weights) - set(expected)
             raise FormatError(
@@ -214,14 +219,17 @@ class NeuralDatum:
         if self._stored is not None:
             return
         precision = self.metadata["weights"].get("precision", "float32")
-        stored, qinfo = quantize_tensors(self.decoder.state_dict(), precision)
+        state = self.decoder.state_dict()
+        stored, qinfo = quantize_tensors(state, precision)
         embedding_precision = self.metadata["embedding"].get("precision", "float32")
         # Per embedding channel (axis 1), never per item: any subset of items shares them.
         codes, embedding_qinfo = quantize_array(self.embedding(), embedding_precision, axis=1)
         self.decoder.load_state_dict(dequantize_tensors(stored, qinfo))
         self._embedding = dequantize_array(codes, embedding_qinfo)
+        # stored in format 1.1's compact layout: what the decoder configuration implies is not
+        stored, qinfo = compact_tensors(stored, qinfo, list(state))
         self.metadata = with_quantization(
-            self.metadata, qinfo, str(codes.dtype), embedding_qinfo
+            self.metadata, qinfo, str(codes.dtype), compact_array(embedding_qinfo)
         )
         self._stored = (stored, codes)
 

@@ -80,10 +80,13 @@ class FitRecord:
         )
 
     def to_json(self) -> dict[str, Any]:
-        fields = asdict(self)
-        if fields["capacity"] is None:  # files fitted without the rule say nothing of it
-            del fields["capacity"]
-        return fields
+        """The fields, without those that are None (format 1.1 writes no nulls here) and
+        without non-finite numbers (JSON has none: a PSNR of an exact fit is infinite)."""
+        return {
+            key: value
+            for key, value in asdict(self).items()
+            if value is not None and not (isinstance(value, float) and not math.isfinite(value))
+        }
 
 
 #: Quality values as long as real ones (see :meth:`FitRecord.placeholder`).

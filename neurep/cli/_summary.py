@@ -122,6 +122,12 @@ def _quantization_note(quantization: Any) -> str:
     """`` (quantised: affine)`` when values are stored as codes; empty for plain casts."""
     if not isinstance(quantization, dict):
         return ""
+    if quantization.get("version") == 2:  # format 1.1: one letter per tensor, or scales
+        layout = quantization.get("layout")
+        coded = "scale" in quantization or (
+            isinstance(layout, str) and any(c == "t" or c.isdigit() for c in layout)
+        )
+        return " (quantised: affine)" if coded else ""
     tensors = quantization.get("tensors")
     entries = list(tensors.values()) if isinstance(tensors, dict) else [quantization]
     methods = {entry.get("method") for entry in entries if isinstance(entry, dict)}

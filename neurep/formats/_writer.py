@@ -216,13 +216,8 @@ def _created_timestamp() -> str:
 
 
 def _library_versions() -> dict[str, str]:
-    return {
-        "neurep": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "zarr": zarr.__version__,
-        "safetensors": safetensors.__version__,
-    }
+    """What a decode depends on (format 1.1 dropped numpy, zarr and safetensors: ~70 bytes)."""
+    return {"neurep": __version__, "torch": torch.__version__}
 
 
 def _zarr_members(
@@ -241,7 +236,7 @@ def _zarr_members(
             attributes={"neurep": metadata},
             zarr_format=3,
         )
-        members = [(ROOT_METADATA, store_dict[ROOT_METADATA].to_bytes())]
+        members = [(ROOT_METADATA, _compact_json(store_dict[ROOT_METADATA].to_bytes()))]
         for name, (array, chunk_shape) in sorted(arrays.items()):
             raw = _encode_array(array, chunk_shape, compressed=False)
             packed = _encode_array(array, chunk_shape, compressed=True)
@@ -272,7 +267,7 @@ def _encode_array(
         fill_value=fill_value,
         zarr_format=3,
     )
-    members = [(ROOT_METADATA, store_dict.pop(ROOT_METADATA).to_bytes())]
+    members = [(ROOT_METADATA, _compact_json(store_dict.pop(ROOT_METADATA).to_bytes()))]
     if store_dict:  # pragma: no cover - zarr only writes metadata until data is assigned
         raise RuntimeError(f"unexpected zarr members {sorted(store_dict)}")
     little_endian = array.dtype.newbyteorder("<")
@@ -294,6 +289,20 @@ def _encode_array(
     return members
 
 
+def _compact_json(data: bytes) -> bytes:
+    """zarr's JSON without spaces and without keys that only restate zarr v3 defaults
+    (empty ``attributes`` / ``storage_transformers``, the default key separator)."""
+    doc = json.loads(data)
+    if doc.get("node_type") == "array":
+        for key, empty in (("attributes", {}), ("storage_transformers", [])):
+            if doc.get(key) == empty:
+                del doc[key]
+        default_keys = {"name": "default", "configuration": {"separator": "/"}}
+        if doc.get("chunk_key_encoding") == default_keys:
+            doc["chunk_key_encoding"] = {"name": "default"}
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+
+
 def _total(members: list[tuple[str, bytes]]) -> int:
     return sum(len(data) for _, data in members)
 
@@ -302,7 +311,9 @@ def _write_zip(file: BinaryIO, members: list[tuple[str, bytes]]) -> None:
     with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, data in members:
             info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_STORED
+            # JSON metadata deflates to about half (format 1.1); payload stays STORED
+            json_member = name == ROOT_METADATA or name.endswith("/" + ROOT_METADATA)
+            info.compress_type = zipfile.ZIP_DEFLATED if json_member else zipfile.ZIP_STORED
             info.create_system = _UNIX
             info.external_attr = 0o100644 << 16
-            archive.writestr(info, data)
+            archive.writestr(info, data, compresslevel=9 if json_member else None)

@@ -1,10 +1,11 @@
 """A strict reader of the ZIP central directory, written for hostile input.
 
 Only what a ``.nrep`` needs is accepted: STORED members (no compression, so declared sizes are
-the real sizes), no encryption, a single disk, no gaps or overlaps between members, ZIP64 where
-sizes need it, and member names that are plain relative paths. Every declared size and offset
-is checked against the file size before it is used, so nothing is allocated or read on the
-word of a corrupt header.
+the real sizes) except ``zarr.json`` members, which format 1.1 may DEFLATE (inflated into a
+buffer of the declared size, no larger, so the declared size bounds the work), no encryption,
+a single disk, no gaps or overlaps between members, ZIP64 where sizes need it, and member
+names that are plain relative paths. Every declared size and offset is checked against the
+file size before it is used, so nothing is allocated or read on the word of a corrupt header.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _LOCAL = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes
 _LOCAL_SIG = b"PK\x03\x04"
 
 _STORED = 0
+_DEFLATED = 8
 _FLAG_DATA_DESCRIPTOR = 0x0008
 _FLAG_UTF8 = 0x0800
 _ALLOWED_FLAGS = _FLAG_DATA_DESCRIPTOR | _FLAG_UTF8
@@ -43,12 +45,14 @@ _NAME_CHARS = re.compile(r"[A-Za-z0-9_.\-/]+")
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """One ZIP member: its name and where its (stored, uncompressed) bytes lie in the file."""
+    """One ZIP member: its name, where its bytes lie in the file and their inflated ``size``."""
 
     name: str
     data_offset: int
     size: int
     crc32: int
+    stored_size: int = -1  # bytes in the file (-1: ``size``, a STORED member)
+    deflated: bool = False
 
 
 class ZipIndex:
@@ -86,7 +90,12 @@ class ZipIndex:
     def read(self, member_name: str) -> bytes:
         """The whole member, after checking its CRC-32 against the central directory."""
         member = self.members[member_name]
-        data = self.source.read(member.data_offset, member.size)
+        if member.deflated:
+            data = _inflate(
+                self.source.read(member.data_offset, member.stored_size), member, self.source.name
+            )
+        else:
+            data = self.source.read(member.data_offset, member.size)
         if zlib.crc32(data) != member.crc32:
             raise FormatError(
                 f"{self.source.name}: member {member_name!r} is damaged (CRC-32 mismatch)"
@@ -202,12 +211,13 @@ def _parse_entries(
                 f"{name}: member {member_name!r} uses unsupported ZIP features (flags "
                 f"{flags:#06x}: encryption or similar)"
             )
-        if method != _STORED:
+        deflated = method == _DEFLATED and _may_deflate(member_name)
+        if method != _STORED and not deflated:
             raise FormatError(
                 f"{name}: member {member_name!r} is compressed (method {method}); .nrep members "
-                "must be STORED"
+                "must be STORED (zarr.json members may be DEFLATED)"
             )
-        if compressed != size:
+        if not deflated and compressed != size:
             raise FormatError(
                 f"{name}: member {member_name!r} declares {compressed} stored bytes but "
                 f"{size} uncompressed bytes"
@@ -216,14 +226,14 @@ def _parse_entries(
             raise FormatError(f"{name}: multi-disk ZIP archives are not .nrep files")
         if member_name in members:
             raise FormatError(f"{name}: duplicate ZIP member {member_name!r}")
-        data_offset = _check_local_header(source, local_offset, member_name, cd_offset)
-        if data_offset + size > cd_offset:
+        data_offset = _check_local_header(source, local_offset, member_name, cd_offset, method)
+        if data_offset + compressed > cd_offset:
             raise FormatError(
-                f"{name}: member {member_name!r} declares {size} bytes, which run past the "
+                f"{name}: member {member_name!r} declares {compressed} bytes, which run past the "
                 "archive's data area (truncated file or a lying header)"
             )
-        members[member_name] = Member(member_name, data_offset, size, crc)
-        spans.append((local_offset, data_offset + size, member_name))
+        members[member_name] = Member(member_name, data_offset, size, crc, compressed, deflated)
+        spans.append((local_offset, data_offset + compressed, member_name))
     if position != len(directory):
         raise FormatError(f"{name}: damaged ZIP: trailing bytes in the central directory")
     spans.sort()
@@ -231,6 +241,28 @@ def _parse_entries(
         if start < end:
             raise FormatError(f"{name}: ZIP members {first!r} and {second!r} overlap")
     return members
+
+
+def _may_deflate(member_name: str) -> bool:
+    """Only JSON metadata may be deflated: chunks and weights are read in place."""
+    return member_name == "zarr.json" or member_name.endswith("/zarr.json")
+
+
+def _inflate(data: bytes, member: Member, source_name: str) -> bytes:
+    """Raw-deflate ``data`` into at most ``member.size`` bytes; exactly that many or error."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, member.size + 1)
+    except zlib.error as error:
+        raise FormatError(
+            f"{source_name}: member {member.name!r} does not inflate: {error}"
+        ) from None
+    if len(out) != member.size or not inflater.eof or inflater.unused_data:
+        raise FormatError(
+            f"{source_name}: member {member.name!r} does not inflate to its declared "
+            f"{member.size} bytes"
+        )
+    return out
 
 
 def _decode_name(raw: bytes, flags: int, source_name: str) -> str:
@@ -295,17 +327,19 @@ def _apply_zip64(
     raise FormatError(f"{source_name}: member {member_name!r} has a damaged ZIP64 extra field")
 
 
-def _check_local_header(source: ByteSource, offset: int, member_name: str, cd_offset: int) -> int:
+def _check_local_header(
+    source: ByteSource, offset: int, member_name: str, cd_offset: int, method: int
+) -> int:
     """Check the local header at ``offset`` agrees with the central entry; return data offset."""
     name = source.name
     if offset + _LOCAL.size > cd_offset:
         raise FormatError(f"{name}: member {member_name!r} has a local header outside the data")
-    (sig, _, _, method, _, _, _, _, _, name_len, extra_len) = _LOCAL.unpack(
+    (sig, _, _, local_method, _, _, _, _, _, name_len, extra_len) = _LOCAL.unpack(
         source.read(offset, _LOCAL.size)
     )
     if sig != _LOCAL_SIG:
         raise FormatError(f"{name}: member {member_name!r}: bad local header signature")
-    if method != _STORED:
+    if local_method != method:
         raise FormatError(f"{name}: member {member_name!r} is compressed in its local header")
     name_end = offset + _LOCAL.size + name_len
     if name_end > cd_offset:

@@ -91,6 +91,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neurep.formats._compact import COMPACT_VERSION, expand_array, expand_tensors
 from neurep.formats._qinfo import (
     DTYPE_NAMES,
     FLOAT_DTYPES,
@@ -302,13 +303,23 @@ def _dtype_name(dtype: torch.dtype, name: str) -> str:
     return DTYPE_NAMES[dtype]
 
 
-def dequantize_tensors(stored: dict[str, torch.Tensor], qinfo: Any) -> dict[str, torch.Tensor]:
+def dequantize_tensors(
+    stored: dict[str, torch.Tensor],
+    qinfo: Any,
+    expected: dict[str, tuple[str, tuple[int, ...]]] | None = None,
+) -> dict[str, torch.Tensor]:
     """Rebuild the state dict: floating tensors as float32 (original shape), raw ones unchanged.
 
     stored: what :func:`quantize_tensors` returned (e.g. read back with plain safetensors).
+    expected: name -> (dtype name, shape) of the decoder's state dict, in its order; needed
+        for (and only used by) the compact layout of format 1.1 (``qinfo["version"] == 2``,
+        :mod:`neurep.formats._compact`).
     Validates names, dtypes, shapes and parameters against ``qinfo``; raises
     :class:`FormatError` on any mismatch. Deterministic (float64 maths, one rounding).
     """
+    if isinstance(qinfo, dict) and qinfo.get("version") == COMPACT_VERSION:
+        require(expected is not None, "the compact layout needs the decoder's tensors")
+        stored, qinfo = expand_tensors(stored, qinfo, expected)
     expected = expected_stored(qinfo)
     require(isinstance(stored, dict), "stored tensors must be a dict")
     missing, extra = set(expected) - set(stored), set(stored) - set(expected)
@@ -393,7 +404,13 @@ def quantize_array(x: np.ndarray, precision: str, *, axis: int = 0) -> tuple[np.
 
 
 def dequantize_array(codes: Any, qinfo: Any) -> np.ndarray:
-    """codes (as stored) + qinfo -> float32 array of the original shape. Raises FormatError."""
+    """codes (as stored) + qinfo -> float32 array of the original shape. Raises FormatError.
+
+    A compact (version 2) qinfo takes dtype and shape from the codes themselves.
+    """
+    if isinstance(qinfo, dict) and qinfo.get("version") == COMPACT_VERSION:
+        require(isinstance(codes, np.ndarray), "codes must be a numpy array")
+        qinfo = expand_array(qinfo, codes.shape)
     dtype, shape = expected_array(qinfo)
     ok = isinstance(codes, np.ndarray) and codes.dtype == np.dtype(dtype)
     require(ok and codes.shape == shape, f"codes must be {dtype} {shape}")

@@ -97,11 +97,19 @@ def test_missing_weight_raises_format_error(valid_file, tmp_path):
     _, parts = valid_file
     victim = sorted(parts[2])[0]
 
-    def forget(metadata):
-        metadata["weights"]["quantization"]["tensors"].pop(victim)
+    if parts[0]["weights"]["quantization"]["version"] == 2:  # format 1.1: a letter per tensor
+        victim = None
 
-    path = _rewrite(tmp_path, parts, forget, tensors_edit=lambda t: t.pop(victim))
-    with pytest.raises(neurep.FormatError, match="weights do not match"):
+    def forget(metadata):
+        q = metadata["weights"]["quantization"]
+        if victim is None:
+            q["layout"] = q["layout"][:-1]
+        else:
+            q["tensors"].pop(victim)
+
+    edit = None if victim is None else (lambda t: t.pop(victim))
+    path = _rewrite(tmp_path, parts, forget, tensors_edit=edit)
+    with pytest.raises(neurep.FormatError, match=r"weights do not match|one letter for each"):
         _decode(path)
 
 

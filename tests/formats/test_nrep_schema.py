@@ -109,7 +109,7 @@ def test_version_policy():
 
 def test_a_newer_minor_may_add_keys_inside_every_closed_object():
     newer = _complete()
-    newer["format_version"] = "1.1"
+    newer["format_version"] = "1.2"
     for key in ("modality", "signal", "decoder", "embedding", "weights"):
         newer[key]["added_in_1_1"] = True
     with pytest.warns(UserWarning, match="signal/added_in_1_1"):

@@ -1,6 +1,7 @@
 """Regenerate the golden ``.nrep`` files of tests/golden/files (run by hand, not by pytest).
 
-    .venv/bin/python tests/golden/make_golden.py   # files/*.nrep, *.decoded.npy, expected.json
+    .venv/bin/python tests/golden/make_golden.py          # writes the cases not yet recorded
+    .venv/bin/python tests/golden/make_golden.py CASE ...  # rewrites those cases too
 
 Each case fits a tiny, seeded input for a few steps, saves it, and records what decoding the
 saved file gives (``<case>.decoded.npy`` and its sha256 in ``expected.json``). The committed
@@ -55,6 +56,10 @@ CASES: dict[str, tuple[Callable[[], np.ndarray], dict]] = {
         {"precision": "int8", "embedding_precision": "int6"},
     ),
     "array_1d_float32": (_signal_1d, {"modality": "array", "precision": "float32"}),
+    # format 1.1: compact quantisation records, packed integer weights, deflated zarr.json
+    "image_rgb_uint8_v1_1": (_rgb_image, {}),
+    "image_gray_uint16_int5_v1_1": (_gray_image_uint16, {"precision": "int5"}),
+    "array_1d_float32_v1_1": (_signal_1d, {"modality": "array", "precision": "float16"}),
 }
 
 
@@ -64,8 +69,12 @@ def main() -> int:
     os.environ["SOURCE_DATE_EPOCH"] = EPOCH
     torch.set_num_threads(1)
     FILES.mkdir(exist_ok=True)
-    expected = {}
+    known = FILES / "expected.json"
+    expected = json.loads(known.read_text()) if known.exists() else {}
+    regenerate = set(sys.argv[1:])  # case names to write again; new cases are always written
     for case, (make_input, options) in CASES.items():
+        if case in expected and case not in regenerate:
+            continue  # files users already have: never rewritten by accident
         datum = neurep.fit(
             make_input(), preset="fast", steps=30, seed=0, progress=False, device="cpu", **options
         )
@@ -74,6 +83,7 @@ def main() -> int:
         decoded = np.asarray(neurep.load(path).decode())
         np.save(FILES / f"{case}.decoded.npy", decoded, allow_pickle=False)
         expected[case] = {
+            "format_version": neurep.open(path).metadata["format_version"],
             "file_bytes": size,
             "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "decoded_shape": list(decoded.shape),
