@@ -15,14 +15,16 @@ import numpy as np
 import torch
 
 from neurep.errors import FormatError
-from neurep.formats import open_nrep, write_nrep
-from neurep.formats._compact import compact_array, compact_tensors
-from neurep.formats._qinfo import DTYPE_NAMES
-from neurep.formats.quantize import (
+from neurep.formats import (
+    DTYPE_NAMES,
+    compact_array,
+    compact_tensors,
     dequantize_array,
     dequantize_tensors,
+    open_nrep,
     quantize_array,
     quantize_tensors,
+    write_nrep,
 )
 from neurep.metadata import (
     EMBEDDING_ARRAY,

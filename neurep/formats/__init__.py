@@ -21,6 +21,7 @@ the embedding in :mod:`neurep.formats.quantize` (its metadata checked by ``_qinf
 
 from __future__ import annotations
 
+from neurep.formats._compact import compact_array, compact_tensors
 from neurep.formats._limits import ReadLimits
 from neurep.formats._metadata import (
     FORMAT_NAME,
@@ -29,6 +30,7 @@ from neurep.formats._metadata import (
     metadata_schema,
     validate_metadata,
 )
+from neurep.formats._qinfo import DTYPE_NAMES
 from neurep.formats._reader import NrepReader, open_nrep
 from neurep.formats._writer import write_nrep
 from neurep.formats.quantize import (
@@ -40,12 +42,15 @@ from neurep.formats.quantize import (
 )
 
 __all__ = [
+    "DTYPE_NAMES",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "PRECISIONS",
     "NrepFormatWarning",
     "NrepReader",
     "ReadLimits",
+    "compact_array",
+    "compact_tensors",
     "dequantize_array",
     "dequantize_tensors",
     "metadata_schema",
