@@ -32,6 +32,7 @@ def fit(
     psnr: float | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
+    **options: Any,
 ) -> NeuralDatum:
     """Fit a neural datum to ``obj``.
 
@@ -55,6 +56,8 @@ def fit(
             0.2 dB margin for int8 storage.
         progress: show a progress bar with the running PSNR.
         device: "cpu", "cuda", ... (default: CUDA when available).
+        **options: how the modality reads ``obj`` (video: ``frames=(0, 120)``,
+            ``size=(640, 360)``); each modality names its own and rejects others.
 
     Returns:
         A :class:`NeuralDatum`; ``datum.metadata["quality"]`` holds the PSNR and MS-SSIM of
@@ -64,7 +67,7 @@ def fit(
         neurep.InputError: unusable input, unknown preset, or a budget too small for any model.
     """
     chosen = as_preset(preset).with_overrides(steps=steps, learning_rate=learning_rate)
-    adapter, signal = resolve(obj, modality).from_object(obj)  # signal: (B, C, *S) in [0, 1]
+    adapter, signal = resolve(obj, modality).read(obj, **options)  # signal: (B, C, *S)
     target = StorageTarget(
         precision=precision,
         embedding_precision=embedding_precision,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,48 @@ from neurep.models.registry import ConfigurableModule
 __all__ = ["NeuralDatum"]
 #: The most values one decoded item may have (a 16k x 16k RGBA image, a 1024^3 volume).
 MAX_DECODED_ELEMENTS_PER_ITEM = 1 << 30
+#: Output values decoded at once (a batch of video frames: 12 at 640x360 RGB), so that a
+#: long clip's decode never holds its float32 signal whole.
+DECODE_BATCH_ELEMENTS = 1 << 23
+
+#: What :meth:`NeuralDatum.decode` takes to pick items: all (None), an index, a slice, or
+#: a sequence of indices.
+Items = None | int | slice | Sequence[int]
+
+
+def _item_indices(items: Items, count: int) -> list[int]:
+    """``items`` as a list of indices in 0..count-1; IndexError or TypeError otherwise."""
+    if items is None:
+        return list(range(count))
+    if isinstance(items, slice):
+        chosen = list(range(*items.indices(count)))
+        if not chosen:
+            raise IndexError(f"the slice {items} selects none of the {count} items")
+        return chosen
+    if isinstance(items, bool) or not isinstance(items, int | np.integer | Sequence | np.ndarray):
+        raise TypeError(f"items must be an index, a slice or indices, not {items!r:.40}")
+    chosen = [items] if isinstance(items, int | np.integer) else list(items)
+    out = []
+    for index in chosen:
+        if isinstance(index, bool) or not isinstance(index, int | np.integer):
+            raise TypeError(f"item indices must be integers, not {index!r:.40}")
+        if not -count <= index < count:
+            raise IndexError(f"item {index} is out of range for {count} items")
+        out.append(int(index) % count)
+    if not out:
+        raise IndexError("the selection holds no items")
+    return out
+
+
+def _contiguous_runs(indices: list[int]) -> list[slice]:
+    """[3, 4, 5, 9, 2] -> [slice(3, 6), slice(9, 10), slice(2, 3)]: the reads, in order."""
+    runs: list[slice] = []
+    for index in indices:
+        if runs and runs[-1].stop == index:
+            runs[-1] = slice(runs[-1].start, index + 1)
+        else:
+            runs.append(slice(index, index + 1))
+    return runs
 
 
 def _integer(value: Any) -> int:
@@ -171,16 +214,27 @@ class NeuralDatum:
         decoder.load_state_dict(weights)
         return decoder.eval()
 
-    def embedding(self, items: slice | None = None) -> np.ndarray:
-        """The embedding rows ``items`` (all by default): (B', E, *s) float32."""
+    def embedding(self, items: Items = None) -> np.ndarray:
+        """The embedding rows ``items`` (all by default; see :meth:`decode`): (B', E, *s)
+        float32. A file's rows are read chunk by chunk: only the chunks of those items."""
         if self._embedding is not None:
-            return self._embedding if items is None else self._embedding[items]
+            if items is None:
+                return self._embedding
+            return self._embedding[_item_indices(items, self.num_items)]
         qinfo = self.metadata["embedding"].get("quantization")
-        if qinfo is None:  # plain values: read only the chunks of the items asked for
-            return self._reader.read_array(EMBEDDING_ARRAY, slice(None) if items is None else items)
-        # Quantisation parameters describe the whole array: dequantise it, then select.
-        values = dequantize_array(self._reader.read_array(EMBEDDING_ARRAY, slice(None)), qinfo)
-        return values if items is None else values[items]
+        # Codes quantised per channel (format 1.1) dequantise row by row; a 1.0 record
+        # describes the whole array, which is then read whole.
+        by_rows = qinfo is None or (
+            isinstance(qinfo, dict) and qinfo.get("version") == 2 and qinfo.get("axis", 1) != 0
+        )
+        if items is None or not by_rows:
+            codes = self._reader.read_array(EMBEDDING_ARRAY, slice(None))
+            values = codes if qinfo is None else dequantize_array(codes, qinfo)
+            return values if items is None else values[_item_indices(items, self.num_items)]
+        indices = _item_indices(items, self.num_items)
+        runs = [self._reader.read_array(EMBEDDING_ARRAY, run) for run in _contiguous_runs(indices)]
+        codes = np.concatenate(runs) if len(runs) != 1 else runs[0]
+        return codes if qinfo is None else dequantize_array(codes, qinfo)
 
     @property
     def num_items(self) -> int:
@@ -189,27 +243,60 @@ class NeuralDatum:
 
     # -- decoding ---------------------------------------------------------------------------
     @torch.no_grad()
-    def decode_signal(self, items: slice | None = None) -> torch.Tensor:
+    def decode_signal(self, items: Items = None) -> torch.Tensor:
         """The decoder's output for ``items``, cropped to the signal: (B', C, *S) float32.
 
-        Values are in [0, 1] (clamped; occupancy logits go through a sigmoid).
+        Values are in [0, 1] (clamped; occupancy logits go through a sigmoid). Items are
+        decoded :data:`DECODE_BATCH_ELEMENTS` output values at a time.
         """
         embedding = torch.from_numpy(np.ascontiguousarray(self.embedding(items)))
         if not torch.isfinite(embedding).all():
             raise FormatError(f"{self._source}: the embedding holds NaN or infinity")
+        spatial = tuple(self.metadata["signal"]["shape"][2:])
+        per_batch = self._items_per_batch()
+        parts = [
+            self._decode_rows(embedding[first : first + per_batch], spatial)
+            for first in range(0, max(1, embedding.shape[0]), per_batch)
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _items_per_batch(self) -> int:
+        signal = self.metadata["signal"]["shape"]
+        per_item = max(1, math.prod(int(v) for v in signal[1:]))
+        return max(1, DECODE_BATCH_ELEMENTS // per_item)
+
+    def _decode_rows(self, embedding: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
         try:
             output = self.decoder(embedding)
         except RuntimeError as error:  # shapes the checks above did not foresee
             raise FormatError(f"{self._source}: the decoder failed on this file: {error}") from None
-        spatial = tuple(self.metadata["signal"]["shape"][2:])
         output = output[(..., *(slice(0, s) for s in spatial))]
         if self.metadata["signal"].get("loss") == "bce":
             return output.sigmoid()
         return output.clamp(0.0, 1.0)
 
-    def decode(self, items: slice | None = None):
-        """Decode to the kind the datum was fitted from: same shape, dtype and value range."""
-        return self.adapter.from_signal(self.decode_signal(items))
+    def decode(self, items: Items = None):
+        """Decode to the kind the datum was fitted from: same shape, dtype and value range.
+
+        ``items`` picks items (video frames) to decode, and only their embedding is read:
+        an index (negative counts from the end), a slice, or a sequence of indices.
+        ``decode(items)`` equals the same rows of ``decode()`` exactly; an index gives what
+        ``decode()[index]`` gives.
+        """
+        if items is None or self.num_items <= self._items_per_batch():
+            decoded = self.adapter.from_signal(self.decode_signal(items))
+        else:  # a long clip: convert each batch to the user's dtype before the next
+            indices = _item_indices(items, self.num_items)
+            step = self._items_per_batch()
+            decoded = self.adapter.concatenate(
+                [
+                    self.adapter.from_signal(self.decode_signal(indices[first : first + step]))
+                    for first in range(0, max(1, len(indices)), step)
+                ]
+            )
+        if isinstance(items, int | np.integer):
+            return self.adapter.single_item(decoded)
+        return decoded
 
     # -- storage ---------------------------------------------------------------------------
     def freeze_storage(self) -> None:

@@ -83,14 +83,35 @@ def _parameter_groups(
     return [group for group in groups if group["params"]]
 
 
+def as_unit(signal: torch.Tensor) -> torch.Tensor:
+    """A signal as float32 in [0, 1]: uint8 samples stand for ``value / 255``."""
+    if signal.dtype == torch.uint8:
+        return signal.to(torch.float32).div_(255.0)
+    return signal.to(torch.float32)
+
+
+def channel_mean(signal: torch.Tensor, items_per_chunk: int = 16) -> torch.Tensor:
+    """(B, C, *S) -> (C,) float32 mean in [0, 1], converting ``items_per_chunk`` items at a
+    time (a uint8 clip is never converted whole)."""
+    dims = (0, *range(2, signal.dim()))
+    if signal.dtype != torch.uint8:
+        return signal.to(torch.float32).mean(dim=dims)
+    total = torch.zeros(signal.shape[1], dtype=torch.float64)
+    for first in range(0, signal.shape[0], items_per_chunk):
+        chunk = as_unit(signal[first : first + items_per_chunk])
+        total += chunk.sum(dim=dims, dtype=torch.float64).cpu()
+    count = signal.numel() // max(1, signal.shape[1])
+    return (total / max(1, count)).to(torch.float32)
+
+
 def start_from_mean(decoder: torch.nn.Module, target: torch.Tensor, loss: str) -> None:
     """Set the decoder's output bias so that its first output is about the target's mean.
 
     Otherwise the first steps of a fit go to learning the mean colour (RESULTS.md,
-    "Optimiser"). ``target``: (B, C, *S); for "bce" the bias is the logit of the
-    mean occupancy (clamped away from 0 and 1).
+    "Optimiser"). ``target``: (B, C, *S) (float in [0, 1] or uint8); for "bce" the bias is
+    the logit of the mean occupancy (clamped away from 0 and 1).
     """
-    mean = target.mean(dim=(0, *range(2, target.dim())))  # (C,)
+    mean = channel_mean(target).to(decoder.output_layer.bias.device)  # (C,)
     if loss == "bce":
         mean = torch.logit(mean.clamp(1e-3, 1 - 1e-3))
     with torch.no_grad():
@@ -103,19 +124,67 @@ def _loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
     return F.mse_loss(recon, target)
 
 
-def _embedding_source(
-    encoder: torch.nn.Module, padded: torch.Tensor, train: bool
-) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[torch.nn.Parameter]]:
-    """What produces the embedding each step, and the encoder parameters to optimise.
+class _Batches:
+    """The items of a signal, a batch at a time, as padded float32 tensors on ``device``.
 
-    Trained: the encoder itself. Frozen: its output at initialisation, computed once.
+    One batch of all items (images, arrays: B = 1) is made once and reused every step, as
+    before batching existed; smaller batches (video frames) are converted from the stored
+    signal (uint8 or float) each step, so only a batch is ever float32 on the device.
+    """
+
+    def __init__(self, signal: torch.Tensor, size: int, plan: Plan, device, seed: int) -> None:
+        self.signal = signal  # (B, C, *S), uint8 or float
+        self.size = max(1, min(size, signal.shape[0]))
+        self.plan = plan
+        self.device = device
+        self.whole = self.size == signal.shape[0]
+        self._order = torch.Generator().manual_seed(seed)
+        self._cached: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def per_epoch(self) -> int:
+        return math.ceil(self.signal.shape[0] / self.size)
+
+    def load(self, items: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """(target (b, C, *S), padded input (b, C, *padded)) of ``items``, on the device."""
+        if self.whole and self._cached is not None:
+            return self._cached
+        target = as_unit(self.signal[items]).to(self.device)
+        padded = pad_to(target, self.plan.padded_shape)
+        layout = _CHANNELS_LAST.get(padded.dim())
+        if layout is not None:
+            padded = padded.contiguous(memory_format=layout)
+        if self.whole:
+            self._cached = (target, padded)
+        return target, padded
+
+    def epoch(self) -> list[torch.Tensor | slice]:
+        """One epoch's batches of item indices, in a fresh seeded random order."""
+        if self.whole:
+            return [slice(None)]
+        order = torch.randperm(self.signal.shape[0], generator=self._order)
+        return list(order.split(self.size))
+
+    def in_order(self) -> list[slice]:
+        """Every item once, in order, a batch at a time (for the final embedding)."""
+        items = self.signal.shape[0]
+        return [slice(first, first + self.size) for first in range(0, items, self.size)]
+
+
+def _embedding_source(
+    encoder: torch.nn.Module, batches: _Batches, train: bool
+) -> tuple[Callable[[torch.Tensor, torch.Tensor | slice], torch.Tensor], list]:
+    """What produces a batch's embedding each step, and the encoder parameters to optimise.
+
+    Trained: the encoder itself. Frozen: its output at initialisation, computed once for
+    every item (a batch at a time) and indexed.
     """
     if train:
-        return encoder, list(encoder.parameters())
+        return (lambda padded, _: encoder(padded)), list(encoder.parameters())
     encoder.requires_grad_(False)
     with torch.no_grad():
-        fixed = encoder(padded)
-    return (lambda _: fixed), []
+        fixed = torch.cat([encoder(batches.load(part)[1]) for part in batches.in_order()])
+    return (lambda _, items: fixed[items]), []
 
 
 def fit_signal(
@@ -129,19 +198,26 @@ def fit_signal(
     progress: bool = True,
     device: str | torch.device | None = None,
     description: str = "fitting",
+    item_label: str = "items",
 ) -> FitResult:
     """Overfit ``plan``'s encoder and decoder to ``signal`` (or the decoder alone, to the
     encoder's initial embedding, when ``plan.preset.train_encoder`` is False).
 
+    Each step trains on a batch of ``plan.preset.batch_items`` items (default: all of them);
+    an epoch visits every item once, in a seeded random order. The encoder standardises each
+    item's embedding on its own when batches are smaller than the signal (see :func:`plan`),
+    so the final embedding, computed in order a batch at a time, matches training.
+
     Args:
-        signal: (B, C, *S) float32 in [0, 1].
+        signal: (B, C, *S): float32 in [0, 1], or uint8 meaning value / 255.
         plan: models, padded size and learning-rate settings (see :func:`presets.plan`).
-        steps: optimisation steps (Adam).
-        seed: seeds the parameter initialisation; the same seed gives the same result.
+        steps: optimisation steps (Adam), one batch each.
+        seed: seeds the parameter initialisation and the batch order.
         loss: "mse" or "bce" (occupancy signals).
-        target_psnr: stop early once the training PSNR reaches this (dB).
-        progress: show a tqdm bar with the running PSNR.
+        target_psnr: stop early once the training PSNR (of the last epoch) reaches this (dB).
+        progress: show a tqdm bar with the running PSNR (and epoch and items/s if batched).
         device: where to fit (default: CUDA when available, else CPU).
+        item_label: what the bar calls an item ("frames" for video).
 
     Returns:
         A :class:`FitResult` whose decoder is on the CPU, in eval mode.
@@ -151,17 +227,15 @@ def fit_signal(
     encoder = build(plan.encoder).to(device)
     decoder = build(plan.decoder).to(device)
     spatial = tuple(signal.shape[2:])
-    target = signal.to(device)
-    start_from_mean(decoder, target, loss)
-    padded = pad_to(target, plan.padded_shape)
+    start_from_mean(decoder, signal, loss)
+    batches = _Batches(signal, plan.preset.batch_items or signal.shape[0], plan, device, seed)
     # Channels-last layouts make the depthwise and transposed convolutions several times
     # faster on CPU (benchmarks/README.md); the results come back in the default layout.
-    layout = _CHANNELS_LAST.get(padded.dim())
+    layout = _CHANNELS_LAST.get(signal.dim())
     if layout is not None:
         encoder.to(memory_format=layout)
         decoder.to(memory_format=layout)
-        padded = padded.contiguous(memory_format=layout)
-    embed, encoder_parameters = _embedding_source(encoder, padded, plan.preset.train_encoder)
+    embed, encoder_parameters = _embedding_source(encoder, batches, plan.preset.train_encoder)
     optimiser = torch.optim.Adam(
         _parameter_groups(encoder_parameters, list(decoder.parameters()), plan.preset),
         lr=plan.preset.learning_rate,
@@ -169,9 +243,11 @@ def fit_signal(
     )
     history: list[float] = []
     started = time.perf_counter()
-    bar = tqdm(total=steps, desc=description, disable=not progress, leave=False, unit="step")
-    step = 0
-    for step in range(steps):
+    unit = "step" if batches.whole else "batch"
+    bar = tqdm(total=steps, desc=description, disable=not progress, leave=False, unit=unit)
+    step, epoch_mse = 0, []
+    schedule = (part for epoch in range(steps) for part in batches.epoch())
+    for step, items in zip(range(steps), schedule, strict=False):
         scheduled = _learning_rate(
             step,
             steps,
@@ -181,7 +257,8 @@ def fit_signal(
         )
         for group in optimiser.param_groups:
             group["lr"] = scheduled * group["lr_scale"]
-        recon = _crop(decoder(embed(padded)), spatial)
+        target, padded = batches.load(items)
+        recon = _crop(decoder(embed(padded, items)), spatial)
         objective = _loss(recon, target, loss)
         optimiser.zero_grad(set_to_none=True)
         objective.backward()
@@ -189,15 +266,36 @@ def fit_signal(
         with torch.no_grad():
             mse = F.mse_loss(recon.sigmoid() if loss == "bce" else recon.clamp(0, 1), target)
         history.append(psnr_from_mse(mse.item()))
-        bar.set_postfix(psnr=f"{history[-1]:.2f} dB", refresh=False)
+        epoch_mse.append(mse.item())
+        if batches.whole:
+            bar.set_postfix(psnr=f"{history[-1]:.2f} dB", refresh=False)
+            reached = history[-1]
+        else:
+            reached = None
+            if len(epoch_mse) == batches.per_epoch:  # an epoch's mean, then start anew
+                reached = psnr_from_mse(sum(epoch_mse) / len(epoch_mse))
+                epoch_mse = []
+            elapsed = time.perf_counter() - started
+            rate = (step + 1) * batches.size / max(elapsed, 1e-9)
+            bar.set_postfix(
+                {
+                    "epoch": f"{step // batches.per_epoch + 1}/"
+                    f"{math.ceil(steps / batches.per_epoch)}",
+                    f"{item_label}/s": f"{rate:.1f}",
+                    "psnr": f"{history[-1]:.2f} dB",
+                },
+                refresh=False,
+            )
         bar.update()
-        if target_psnr is not None and history[-1] >= target_psnr:
+        if target_psnr is not None and reached is not None and reached >= target_psnr:
             break
     bar.close()
     encoder.eval()
     decoder.eval()
     with torch.no_grad():
-        embedding = embed(padded).cpu().contiguous()
+        embedding = torch.cat(
+            [embed(batches.load(part)[1], part).cpu() for part in batches.in_order()]
+        ).contiguous()
     decoder.to(memory_format=torch.contiguous_format)
     return FitResult(
         decoder=decoder.cpu(),

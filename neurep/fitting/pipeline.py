@@ -72,7 +72,8 @@ def fit_datum(
 
     Args:
         obj: the user's object (quality is measured against it).
-        adapter, signal: ``adapter_cls.from_object(obj)``; signal (B, C, *S) in [0, 1].
+        adapter, signal: ``adapter_cls.read(obj)``; signal (B, C, *S), float in [0, 1]
+            or uint8 (value / 255).
         preset: the preset before the adapter's profile is applied.
         target: precision, size and quality the stored datum must meet.
         seed, progress, device: as :func:`neurep.fit`.
@@ -89,18 +90,19 @@ def fit_datum(
         candidate = rate.choose_for_budget(preset, adapter, signal, max_bytes, ladder)
         models, precision = candidate.plan, candidate.precision
     else:
-        models = plan(preset, signal.shape[1], tuple(signal.shape[2:]))
+        models = plan(preset, signal.shape[1], tuple(signal.shape[2:]), items=signal.shape[0])
     precision = precision or DEFAULT_PRECISION
     result = fit_signal(
         signal,
         models,
-        steps=models.preset.steps,
+        steps=models.preset.steps_for(signal.shape[0]),
         seed=seed,
         loss=adapter.loss,
         target_psnr=target_psnr,
         progress=progress,
         device=device,
         description=f"neurep fit ({adapter.name}, {models.preset.name})",
+        item_label=adapter.item_label,
     )
     record = _fit_record(result, models, seed, device, max_bytes, target_psnr)
     fitted = _Fitted(obj, adapter, signal, models, result, record, target.embedding_precision)

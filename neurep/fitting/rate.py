@@ -112,14 +112,16 @@ def choose_for_budget(
         InputError: not even the smallest candidate fits; the message gives its size.
     """
     limit = max_bytes - min(SIZE_MARGIN, max_bytes // 20)
-    channels, spatial = signal.shape[1], tuple(signal.shape[2:])
+    items, channels, spatial = signal.shape[0], signal.shape[1], tuple(signal.shape[2:])
     candidates = [
-        (scale, scaled, plan(scaled, channels, spatial), precision)
+        (scale, scaled, plan(scaled, channels, spatial, items=items), precision)
+        for embedding in _embedding_choices(preset)
         for scale in WIDTH_SCALES
-        for scaled in (scaled_preset(preset, scale),)
+        for scaled in (scaled_preset(embedding, scale),)
         for precision in precisions
     ]
-    candidates.sort(key=lambda c: -_weight_bits(c[2], c[3]))  # largest first; first fit wins
+    # largest payload first (weights, then embedding, bits); the first that fits wins
+    candidates.sort(key=lambda c: -_payload_bits(c[2], c[3], items))
     smallest = None
     with tempfile.TemporaryDirectory() as workdir:
         for scale, scaled, models, precision in candidates:
@@ -163,9 +165,9 @@ def _dry_run_size(adapter, signal: torch.Tensor, models: Plan, precision: str, p
     """Bytes of a file for this plan and precision, written with untrained weights."""
     decoder = build(models.decoder)
     latent = [s // models.total_stride for s in models.padded_shape]
-    embedding = np.zeros(
-        (signal.shape[0], models.decoder["configuration"]["in_channels"], *latent), np.float32
-    )
+    shape = (signal.shape[0], models.decoder["configuration"]["in_channels"], *latent)
+    # noise, not zeros: a fitted embedding's compressed chunks are never smaller than this
+    embedding = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     metadata = datum_metadata(
         modality=adapter.to_config(),
         signal_shape=tuple(signal.shape),
@@ -183,7 +185,19 @@ def _dry_run_size(adapter, signal: torch.Tensor, models: Plan, precision: str, p
     return datum.save(path)
 
 
-def _weight_bits(models: Plan, precision: str) -> float:
-    parameters = build(models.decoder).num_parameters()
+def _embedding_choices(preset: Preset) -> list[Preset]:
+    """The preset, and one per narrower embedding width it lets a budget choose."""
+    narrower = [w for w in preset.budget_embedding_widths if w < preset.encoder_widths[-1]]
+    return [preset] + [
+        replace(preset, encoder_widths=(*preset.encoder_widths[:-1], width)) for width in narrower
+    ]
+
+
+def _payload_bits(models: Plan, precision: str, items: int) -> float:
+    """Weight bits plus embedding bits (8 a number), tie-broken towards more parameters."""
+    with torch.device("meta"):
+        parameters = build(models.decoder).num_parameters()
     bits = int(precision[3:]) if precision.startswith("int") else 16
-    return parameters * bits + math.log2(parameters)  # tie-break towards more parameters
+    latent = math.prod(s // models.total_stride for s in models.padded_shape)
+    embedding = items * models.decoder["configuration"]["in_channels"] * latent * 8
+    return parameters * bits + embedding + math.log2(parameters)

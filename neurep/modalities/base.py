@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from neurep.errors import FormatError
+from neurep.errors import FormatError, InputError
 
 
 class ModalityAdapter(abc.ABC):
@@ -44,6 +44,11 @@ class ModalityAdapter(abc.ABC):
     """Lower-case file suffixes (with the dot) this adapter reads, in order of preference."""
     Configuration: ClassVar[type]
     """A frozen dataclass of JSON values; an instance is :attr:`configuration`."""
+    item_label: ClassVar[str] = "items"
+    """What one of the signal's B items is called in progress bars ("frames" for video)."""
+    read_options: ClassVar[tuple[str, ...]] = ()
+    """Keyword options :meth:`from_object` takes (video: ``frames``, ``size``); ``neurep.fit``
+    passes its extra keyword arguments through :meth:`read`, which rejects any other."""
 
     def __init__(self, configuration: Any) -> None:
         self.configuration = configuration
@@ -74,17 +79,49 @@ class ModalityAdapter(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_object(cls, obj: Any) -> tuple[ModalityAdapter, torch.Tensor]:
+    def from_object(cls, obj: Any, **options: Any) -> tuple[ModalityAdapter, torch.Tensor]:
         """Read ``obj``; return an adapter that remembers how to restore it, and the signal
-        ``(B, C, *spatial)`` float32 in ``[0, 1]``.
+        ``(B, C, *spatial)``: float32 in ``[0, 1]``, or uint8 standing for ``value / 255``
+        (a long video stays 1 byte a sample; the fitting loop converts it per batch).
 
+        ``options`` are those named in :attr:`read_options`.
         Raises :class:`~neurep.errors.InputError` when ``obj`` cannot be used.
         """
+
+    @classmethod
+    def read(cls, obj: Any, **options: Any) -> tuple[ModalityAdapter, torch.Tensor]:
+        """:meth:`from_object` after checking that every option is one of
+        :attr:`read_options` (InputError naming the ones this modality takes otherwise)."""
+        unknown = sorted(set(options) - set(cls.read_options))
+        if unknown:
+            takes = ", ".join(cls.read_options) or "none"
+            raise InputError(
+                f"the {cls.name} modality takes no option {', '.join(map(repr, unknown))} "
+                f"(its options: {takes})"
+            )
+        return cls.from_object(obj, **options)
 
     @abc.abstractmethod
     def from_signal(self, signal: torch.Tensor) -> Any:
         """``(B, C, *spatial)`` float in about ``[0, 1]`` -> the user's kind, with the same
         shape, dtype and value range as the object given to :meth:`from_object`."""
+
+    def concatenate(self, parts: list[Any]) -> Any:
+        """Decodes of consecutive batches of items, as one (a long clip decodes in batches).
+
+        The default joins numpy arrays and tensors along their first (item) axis.
+        """
+        if all(isinstance(part, torch.Tensor) for part in parts):
+            return torch.cat(parts)
+        return np.concatenate([np.asarray(part) for part in parts])
+
+    def single_item(self, decoded: Any) -> Any:
+        """The decode of one item picked by an index, from the decode of that item alone.
+
+        Images and arrays have no item axis (the decode is the item); video drops its frame
+        axis, so that ``decode(i)`` is ``decode()[i]``.
+        """
+        return decoded
 
     def to_config(self) -> dict[str, Any]:
         """``{"name": self.name, "configuration": {... JSON values only ...}}``."""

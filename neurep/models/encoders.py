@@ -37,16 +37,20 @@ DEFAULT_EMBEDDING_SCALE = 1.0
 S3K_CHUNK_ELEMENTS = 1 << 22
 
 
-def standardise_embedding(features: torch.Tensor, scale: float | None) -> torch.Tensor:
+def standardise_embedding(
+    features: torch.Tensor, scale: float | None, per_item: bool = False
+) -> torch.Tensor:
     """(B, E, *s) -> (B, E, *s): per channel, zero mean and unit RMS over items and positions,
-    times ``scale`` (None: unchanged).
+    times ``scale`` (None: unchanged). ``per_item``: one mean and RMS per item instead, over
+    its channels and positions, so that an item's embedding does not depend on the batch it
+    was encoded in (fits that train on batches of items, such as video frames, need that).
 
     Only the encoder does this, at fit time; the stored embedding is its result, so decoding
     does not depend on it. A channel that is constant over all items and positions becomes 0.
     """
     if scale is None:
         return features
-    dims = (0, *range(2, features.dim()))
+    dims = tuple(range(1, features.dim())) if per_item else (0, *range(2, features.dim()))
     centred = features - features.mean(dim=dims, keepdim=True)
     rms = centred.square().mean(dim=dims, keepdim=True).add(1e-12).sqrt()  # (1, E, 1..)
     return centred / rms * scale
@@ -117,6 +121,7 @@ class LPNetEncoder(ConfigurableModule):
             input-adaptive kernel. None: C = in_channels (3 for RGB).
         blocks_per_stage: inverted-bottleneck blocks after each stage's sum.
         embedding_scale: see :func:`standardise_embedding` (None: the raw last stage).
+        per_item_norm: standardise each item's embedding on its own (batched fits).
     """
 
     def __init__(
@@ -134,9 +139,11 @@ class LPNetEncoder(ConfigurableModule):
         hidden_channels: int | Sequence[int] | None = None,
         blocks_per_stage: int = 1,
         embedding_scale: float | None = DEFAULT_EMBEDDING_SCALE,
+        per_item_norm: bool = False,
     ) -> None:
         super().__init__()
         self.embedding_scale = embedding_scale
+        self.per_item_norm = per_item_norm
         self.level_norm = level_norm
         _check_stages(strides, widths)
         if projection not in {"s3k", "conv"}:
@@ -195,7 +202,7 @@ class LPNetEncoder(ConfigurableModule):
             projected = project(level)
             features = projected if j == 0 else self.downs[j - 1](features) + projected
             features = stage(features)
-        return standardise_embedding(features, self.embedding_scale)
+        return standardise_embedding(features, self.embedding_scale, self.per_item_norm)
 
 
 @register("convnext")
@@ -215,9 +222,11 @@ class ConvNeXtEncoder(ConfigurableModule):
         widths: Sequence[int],
         blocks_per_stage: int = 1,
         embedding_scale: float | None = DEFAULT_EMBEDDING_SCALE,
+        per_item_norm: bool = False,
     ) -> None:
         super().__init__()
         self.embedding_scale = embedding_scale
+        self.per_item_norm = per_item_norm
         _check_stages(strides, widths)
         self.total_stride = math.prod(strides)
         channels = [in_channels, *widths]
@@ -230,4 +239,4 @@ class ConvNeXtEncoder(ConfigurableModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for down, stage in zip(self.downs, self.stages, strict=True):
             x = stage(down(x))
-        return standardise_embedding(x, self.embedding_scale)
+        return standardise_embedding(x, self.embedding_scale, self.per_item_norm)
