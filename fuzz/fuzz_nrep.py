@@ -10,19 +10,23 @@ Run (one core; seeds are written to the corpus directory first if it is empty)::
     .venv/bin/python fuzz/fuzz_nrep.py fuzz/corpus -max_total_time=600 \\
         -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512
 
-A structure-aware custom mutator keeps most inputs valid ZIPs (CRCs recomputed, and the
-weights checksum in the metadata updated half of the time) so mutations reach the metadata,
-zarr and safetensors validators instead of dying at the CRC check. ``--plain`` uses only
-libFuzzer's byte-level mutations.
+A structure-aware custom mutator keeps most inputs valid ZIPs (CRCs recomputed, each member
+kept deflated or stored as it was, and the weights checksum in the metadata updated half of the
+time) so mutations reach the metadata, zarr and safetensors validators instead of dying at the
+CRC check. ``--plain`` uses only libFuzzer's byte-level mutations. The seeds cover format 1.1:
+deflated ``zarr.json`` members, compact (``qinfo`` version 2) weights and embedding records, and
+the 1.1 golden files of ``tests/golden/files`` when run from a checkout.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
 import os
 import random
+import shutil
 import sys
 import warnings
 import zipfile
@@ -35,11 +39,14 @@ with atheris.instrument_imports(include=["neurep"]):
 
     from neurep.errors import FormatError
     from neurep.formats import ReadLimits, open_nrep, write_nrep
+    from neurep.formats._compact import compact_array, compact_tensors
+    from neurep.formats.quantize import quantize_array, quantize_tensors
 
 # Small enough that a legitimately large (but allowed) declaration does not slow fuzzing;
 # the property checked is the same for any limits.
 LIMITS = ReadLimits(max_decoded_bytes=64 << 20, max_elements=1 << 24, max_file_bytes=64 << 20)
 WEIGHTS = "weights.safetensors"
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests", "golden")
 
 
 def test_one_input(data: bytes) -> None:
@@ -59,23 +66,29 @@ def test_one_input(data: bytes) -> None:
             pass
 
 
-def _members(data: bytes) -> list[tuple[str, bytes]]:
+Member = tuple[str, bytes, int]  # name, uncompressed bytes, zipfile compress type
+
+
+def _members(data: bytes) -> list[Member]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return [(info.filename, archive.read(info)) for info in archive.infolist()]
+        return [(i.filename, archive.read(i), i.compress_type) for i in archive.infolist()]
 
 
-def _zip(members: list[tuple[str, bytes]]) -> bytes:
+def _zip(members: list[Member]) -> bytes:
+    """Re-zip, each member deflated or stored as it was (format 1.1 deflates zarr.json)."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-            for name, payload in members:
-                archive.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), payload)
+            for name, payload, compression in members:
+                info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
+                info.compress_type = compression
+                archive.writestr(info, payload)
     return buffer.getvalue()
 
 
-def _fix_weights_checksum(members: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    contents = dict(members)
+def _fix_weights_checksum(members: list[Member]) -> list[Member]:
+    contents = {name: payload for name, payload, _ in members}
     try:
         root = json.loads(contents["zarr.json"])
         weights = root["attributes"]["neurep"]["weights"]
@@ -84,7 +97,7 @@ def _fix_weights_checksum(members: list[tuple[str, bytes]]) -> list[tuple[str, b
         encoded = json.dumps(root).encode()
     except Exception:
         return members
-    return [(name, encoded if name == "zarr.json" else payload) for name, payload in members]
+    return [(n, encoded if n == "zarr.json" else p, c) for n, p, c in members]
 
 
 def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
@@ -99,17 +112,20 @@ def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
     if not members:
         return atheris.Mutate(data, max_size)
     index = rng.randrange(len(members))
-    name, payload = members[index]
+    name, payload, compression = members[index]
     action = rng.random()
     if action < 0.8:
-        members[index] = (name, atheris.Mutate(payload, max(64, 2 * len(payload))))
+        members[index] = (name, atheris.Mutate(payload, max(64, 2 * len(payload))), compression)
     elif action < 0.85:
         members.append(members[index])
     elif action < 0.9:
         del members[index]
+    elif action < 0.95:  # only zarr.json members may be deflated: flip one either way
+        flipped = zipfile.ZIP_STORED if compression else zipfile.ZIP_DEFLATED
+        members[index] = (name, payload, flipped)
     else:
         mutated = atheris.Mutate(name.encode(), 64).decode("ascii", "replace") or "x"
-        members[index] = (mutated, payload)
+        members[index] = (mutated, payload, compression)
     if rng.random() < 0.5:
         members = _fix_weights_checksum(members)
     result = _zip(members)
@@ -117,7 +133,7 @@ def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
 
 
 def write_seeds(directory: str) -> None:
-    """A few small valid files (image-like, video-like, quantised) as the starting corpus."""
+    """Small valid files (image-like, video-like, compact-quantised, golden) as the corpus."""
     os.makedirs(directory, exist_ok=True)
     rng = np.random.default_rng(0)
     cases = {
@@ -155,6 +171,52 @@ def write_seeds(directory: str) -> None:
             arrays={"embedding": embedding},
             tensors=tensors,
             array_chunks=chunks,
+        )
+    _write_compact_seeds(directory, rng)
+    for path in sorted(glob.glob(os.path.join(GOLDEN, "files", "*_v1_1.nrep"))):
+        shutil.copyfile(path, os.path.join(directory, f"seed-golden-{os.path.basename(path)}"))
+
+
+def _write_compact_seeds(directory: str, rng: np.random.Generator) -> None:
+    """Format 1.1's compact layout: flat ``codes``/``params``/cast/``raw_*`` tensors, qinfo v2."""
+    spread = np.logspace(-3, 3, 16)  # channels of uneven ranges: codes per channel, axes 0 and 1
+    arrays = {
+        "conv.weight": rng.standard_normal((8, 2, 3, 3)),
+        "rows.weight": rng.standard_normal((16, 64)) * spread[:, None],
+        "up.weight": rng.standard_normal((4, 16, 4, 4)) * spread[:, None, None],
+        "conv.bias": np.zeros(8),
+    }
+    state = {name: torch.from_numpy(a.astype(np.float32)) for name, a in arrays.items()}
+    state["steps"] = torch.tensor([3], dtype=torch.int64)
+    latent = rng.standard_normal((2, 4, 16, 16)) * np.logspace(-3, 3, 4)[:, None, None]
+    for precision, embedding_precision in (
+        ("int5", "int8"),
+        ("int8", "int6"),
+        ("float16", "float16"),
+    ):
+        stored, qinfo = quantize_tensors(state, precision)
+        tensors, weights = compact_tensors(stored, qinfo, list(state))
+        codes, array_qinfo = quantize_array(latent, embedding_precision, axis=1)
+        metadata = {
+            "modality": {"name": "image", "configuration": {"shape": [16, 16, 3]}},
+            "signal": {"shape": [2, 3, 32, 32], "loss": "mse"},
+            "decoder": {"name": "tiny", "configuration": {"strides": [2], "act": "silu"}},
+            "embedding": {
+                "array": "embedding",
+                "shape": list(codes.shape),
+                "dtype": codes.dtype.name,
+                "precision": embedding_precision,
+                "quantization": compact_array(array_qinfo),
+            },
+            "weights": {"precision": precision, "quantization": weights},
+            "fit": {"steps": 3},
+        }
+        write_nrep(
+            os.path.join(directory, f"seed-compact-{precision}.nrep"),
+            metadata=metadata,
+            arrays={"embedding": codes},
+            tensors=tensors,
+            array_chunks={"embedding": (1, 4, 16, 16)},
         )
 
 

@@ -141,7 +141,7 @@ def expand_tensors(
         ok = (
             bits is not None
             and floating
-            and (letter == "t" or (letter.isdigit() and int(letter) < len(shape)))
+            and (letter == "t" or (letter in "0123456789" and int(letter) < len(shape)))
         )
         require(
             ok, f"{name!r}: letter {letter!r} does not fit a {dtype} {list(shape)} at {precision}"

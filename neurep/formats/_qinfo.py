@@ -1,6 +1,6 @@
 """Validation of quantisation info (``qinfo``) read from a file that may be hostile.
 
-The layout is described in :mod:`neurep.formats.quantize` (and docs/FORMAT.md). Each check
+The layouts are described in docs/FORMAT.md (§8, and §12 for the compact one). Each check
 raises :class:`neurep.FormatError`, never another exception, and works from ``qinfo`` alone,
 so a reader knows what the stored tensors or codes must be before it reads any payload.
 """

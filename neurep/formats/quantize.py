@@ -1,50 +1,23 @@
 """Quantisation of decoder weights (safetensors) and embeddings (zarr) for the ``.nrep`` file.
 
-Two pairs of functions::
+::
 
-    stored, qinfo = quantize_tensors(state_dict, "int6")   # stored: what weights.safetensors holds
-    state_dict = dequantize_tensors(stored, qinfo)         # float32 again (bit-identical every run)
+    stored, qinfo = quantize_tensors(state_dict, "int6")       # qinfo version 1
+    state_dict = dequantize_tensors(stored, qinfo, expected)  # float32, bit-identical every run
 
     codes, qinfo = quantize_array(embedding, "int6", axis=1)
-    embedding = dequantize_array(codes, qinfo)             # float32
+    embedding = dequantize_array(codes, qinfo)                # float32
 
-``qinfo`` is a JSON-serialisable dict that goes into the file's metadata
-(``weights.quantization`` for the tensors). It may come from a hostile file: every reader
-function validates it (:mod:`neurep.formats._qinfo`) and raises :class:`neurep.FormatError`,
-never another exception.
+The quantisers return ``qinfo`` version 1, format 1.0's per-tensor record (docs/FORMAT.md §8);
+the writer turns it into format 1.1's compact version 2 (a letter per tensor, flat tensors)
+with :mod:`neurep.formats._compact` (FORMAT.md §12). The dequantisers read both (version-2
+weights need ``expected``, the decoder's tensors); ``qinfo`` may come from a hostile file, so
+they validate it (:mod:`neurep.formats._qinfo`) and raise only :class:`neurep.FormatError`.
 
-Precisions
-----------
-``float32`` / ``float16`` / ``bfloat16``: a plain cast (``method: "cast"``).
-``int8`` .. ``int4``: asymmetric affine codes ``x ≈ offset + scale * code``, ``code`` in
-``[0, 2**bits - 1]`` (``method: "affine"``), either one ``(scale, offset)`` per tensor or one
-per channel along axis 0 or 1 (output channels are axis 0 of a ``Conv`` weight but axis 1 of a
-``ConvTranspose`` weight, so both are tried).
-
-Layout (enough to decode without neurep)
-----------------------------------------
-``qinfo = {"version": 1, "precision": str, "params_tensor": "__qparams__" (only with affine
-entries), "tensors": {name: entry}}``. Every entry has ``method``, ``dtype`` and ``shape``
-(the original tensor's), and ``stored`` (the safetensors name holding its data).
-
-* ``cast``: ``stored_dtype`` float32|float16|bfloat16, the original shape; decode = to float32.
-* ``raw``: integer tensor stored as is (``stored_dtype`` = ``dtype``).
-* ``affine``: ``bits`` (1-8), ``granularity`` ``tensor`` | ``channel`` (+ ``axis``),
-  ``packed`` (bool; neurep packs whenever bits < 8) and ``params`` = start
-  index ``s`` into the float32 vector ``P`` named by ``params_tensor``: with C channels (1 per
-  tensor), ``scale = P[s : s+C]`` and ``offset = P[s+C : s+2C]``; ``P`` is exactly the
-  concatenation of all entries' slices. Codes are uint8 in C order of ``shape``: unpacked with
-  the original shape, or (``packed``) a 1-D tensor of ``ceil(n * bits / 8)`` bytes where code
-  ``i`` occupies bits ``[i*bits, (i+1)*bits)`` of the stream, stream bit ``j`` being bit
-  ``j % 8`` (LSB first) of byte ``j // 8``. Decode in float64, rounded once to float32:
-  ``x = offset[c] + scale[c] * code``, ``c`` the element's index along ``axis``.
-
-Arrays (``quantize_array``) use the same fields in one dict without ``stored``/``params``:
-``scale`` and ``offset`` are JSON lists, codes are never packed, and bfloat16 is stored as
-uint16 bit patterns.
-
-Readers accept every layout described here, including some neurep does not write (unpacked
-codes of fewer than 8 bits, per-channel entries along any axis).
+Precisions: ``float32`` / ``float16`` / ``bfloat16`` are a plain cast; ``int8`` .. ``int4``
+asymmetric affine codes ``x ≈ offset + scale * code`` (``code`` in ``[0, 2**bits - 1]``), with
+one ``(scale, offset)`` per tensor or per channel along axis 0 or 1 (output channels are axis 0
+of a ``Conv`` weight but axis 1 of a ``ConvTranspose`` weight, so both are tried).
 
 Decisions (see also docs of each function)
 ------------------------------------------
@@ -64,16 +37,16 @@ Decisions (see also docs of each function)
   so without packing int4..int7 would cost exactly as many bytes as int8; packing saves
   ``(8 - bits) / 8`` of the code bytes (50 % at int4). The price is that a plain safetensors
   reader sees a flat byte tensor instead of the original shape for those precisions; int8
-  codes keep the original shape.
+  codes keep the original shape in version 1 (version 2 flattens all tensors at int precisions).
 * **Small tensors and vectors.** Under an integer precision, tensors with fewer than
   :data:`MIN_QUANT_NUMEL` (64) elements and all tensors of < 2 dims (biases, norm gains) are
   kept as float16 (float32 when a value does not fit float16).
   For tiny tensors the parameters plus the header entry cost more than the codes save;
   vectors are O(C) next to O(C^2 k^2) weights (on the 140k-parameter Kodak decoder, int4
   biases would save ~0.5 kB of 74 kB) and are the parameters quantisation hurts most.
-* **One parameter tensor.** All scales and offsets live in one float32 tensor
-  ``"__qparams__"``, each entry pointing at its slice: every extra safetensors header entry
-  costs ~90 bytes, which matters at 0.1 bpp (a 768x512 image then has ~4.9 kB in total).
+* **One parameter tensor.** All scales and offsets live in one float32 tensor (``"__qparams__"``,
+  version 2's ``params``), each affine tensor owning a slice: every extra safetensors header
+  entry costs ~90 bytes, which matters at 0.1 bpp (a 768x512 image then has ~4.9 kB in total).
 * **Integer tensors** (e.g. counters in a state dict) are stored unchanged (``method: "raw"``)
   and come back with their own dtype; every floating tensor comes back as float32.
 * **No lossless stage in the safetensors member.** Bit-packed codes leave byte-oriented coders
