@@ -23,6 +23,7 @@ def fit(
     modality: str | None = None,
     preset: str | Preset = "balanced",
     steps: int | None = None,
+    epochs: int | None = None,
     learning_rate: float | None = None,
     seed: int = 0,
     precision: str | None = None,
@@ -43,7 +44,8 @@ def fit(
         preset: a name ("fast", "balanced" (default), "balanced-conv", "paper", "paper-conv",
             "paper-convnext") or a :class:`neurep.fitting.Preset`; the datum's modality
             picks the preset's profile (images, volumes).
-        steps, learning_rate: override the preset's.
+        steps, epochs, learning_rate: override the preset's (``epochs``: passes over the
+            items of a batched fit, e.g. a video's frames; ``steps`` alone replaces them).
         seed: the same seed and input give the same datum.
         precision: storage precision of the decoder weights ("int8" by default, "int7" ...
             "int4", "float16", "bfloat16", "float32"; or chosen by a budget); applied now,
@@ -66,7 +68,9 @@ def fit(
     Raises:
         neurep.InputError: unusable input, unknown preset, or a budget too small for any model.
     """
-    chosen = as_preset(preset).with_overrides(steps=steps, learning_rate=learning_rate)
+    chosen = as_preset(preset).with_overrides(
+        steps=steps, epochs=epochs, learning_rate=learning_rate
+    )
     adapter, signal = resolve(obj, modality).read(obj, **options)  # signal: (B, C, *S)
     target = StorageTarget(
         precision=precision,

@@ -169,15 +169,18 @@ def with_quantization(
     }
 
 
-def with_quality(metadata: dict[str, Any], quality: dict[str, float | None]) -> dict[str, Any]:
+def with_quality(metadata: dict[str, Any], quality: dict[str, Any]) -> dict[str, Any]:
     """``metadata`` with the measured quality; an exact decode (PSNR inf) is recorded as a
-    null PSNR and ``lossless: true``, since JSON has no infinity."""
+    null PSNR and ``lossless: true``, since JSON has no infinity. Values are numbers or None,
+    or one level of such (video: ``psnr_frames: {"mean", "min"}``)."""
     recorded = {key: _finite_or_none(value) for key, value in quality.items()}
     recorded["lossless"] = quality.get("psnr") == math.inf
     return {**metadata, "quality": recorded}
 
 
-def _finite_or_none(value: float | None) -> float | None:
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _finite_or_none(inner) for key, inner in value.items()}
     if value is None or not math.isfinite(value):
         return None
     return float(value)

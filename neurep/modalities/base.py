@@ -248,7 +248,7 @@ def parse_configuration(dataclass: type, fields: dict[str, Any], adapter_name: s
             )
         try:
             values[field.name] = _convert(fields[field.name], hints[field.name])
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise FormatError(
                 f"{adapter_name} modality configuration is malformed: {error}"
             ) from error
