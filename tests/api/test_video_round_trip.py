@@ -14,7 +14,7 @@ import neurep
 from neurep import datum as datum_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "modalities"))
-from _clips import encode, moving_gradient, write_pngs  # noqa: E402
+from _clips import encode, moving_gradient, write_pngs
 
 FAST = {"preset": "fast", "epochs": 1, "progress": False}
 
