@@ -120,7 +120,24 @@ class NeuralDatum:
         reader = open_nrep(path)
         datum = cls(reader.metadata, reader=reader)
         datum._check_embedding_description()
+        datum._check_modality_agrees()
         return datum
+
+    def _check_modality_agrees(self) -> None:
+        """The modality's configuration must restore from the signal the file describes.
+
+        A modality this neurep cannot build is left for :meth:`decode` to report, so that
+        such a file's metadata still loads."""
+        try:
+            expected = self.adapter.signal_shape()
+        except FormatError:
+            return
+        stored = tuple(self.metadata["signal"]["shape"])
+        if expected is not None and tuple(expected) != stored:
+            raise FormatError(
+                f"{self._source}: inconsistent metadata: the {self.adapter.name} modality "
+                f"restores from a signal of shape {list(expected)}, the file's is {list(stored)}"
+            )
 
     def _check_embedding_description(self) -> None:
         """Check that signal, embedding and decoder agree, before anything is allocated.

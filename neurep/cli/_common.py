@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -64,6 +65,12 @@ def existing_file(path_text: str, what: str = "input") -> Path:
     return path
 
 
+def names_a_folder(path_text: str) -> bool:
+    """Whether ``path_text`` ends in a path separator (``frames/``): pathlib drops it."""
+    separators = (os.sep, os.altsep) if os.altsep else (os.sep,)
+    return path_text.endswith(separators)
+
+
 def output_path(path_text: str, suffixes: Sequence[str], what: str) -> Path:
     """``path_text`` as a Path whose suffix is one of ``suffixes`` and whose folder exists."""
     path = Path(path_text)
@@ -84,6 +91,28 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text} is not positive")
     return value
+
+
+def frame_range(text: str) -> tuple[int, int | None]:
+    """argparse type: ``A:B`` source frames (either side may be empty; stop excluded)."""
+    from neurep.modalities.video import parse_frame_range
+
+    try:
+        return parse_frame_range(text)
+    except NeurepError as error:
+        raise argparse.ArgumentTypeError(describe_error(error)) from None
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """argparse type: ``WxH`` (``640x360``) as ``(width, height)``."""
+    from neurep.modalities.video import parse_size
+
+    try:
+        size = parse_size(text)
+    except NeurepError as error:
+        raise argparse.ArgumentTypeError(describe_error(error)) from None
+    assert size is not None  # parse_size gives None only for None
+    return size
 
 
 def json_safe(value: Any) -> Any:

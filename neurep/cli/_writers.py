@@ -1,4 +1,5 @@
-"""Write a decoded object (numpy array, torch tensor or PIL image) as .png, .tif or .npy."""
+"""Write a decoded object (numpy array, torch tensor or PIL image) as .png, .tif or .npy; a
+decoded video as a video file (.mp4, .mkv, ...) or a folder of PNG frames."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 import numpy as np
 
 from neurep.cli._common import CommandError
+from neurep.modalities._video_io import WRITE_FORMATS, import_av, write_frames, write_video
 
 IMAGE_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
 OUTPUT_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
+VIDEO_SUFFIXES = tuple(WRITE_FORMATS)  # .mp4, .m4v, .mov, .mkv, .avi, .webm
 
 
 def write_decoded(obj: Any, path: Path, *, channels_first: bool) -> None:
@@ -103,3 +106,59 @@ def _is_pil(obj: Any) -> bool:
 
     pil_image = sys.modules.get("PIL.Image")
     return pil_image is not None and isinstance(obj, pil_image.Image)
+
+
+# ---- video -------------------------------------------------------------------------------------
+
+
+def video_frames(
+    obj: Any, *, channels_first: bool, value_range: tuple[float, float]
+) -> tuple[np.ndarray, bool]:
+    """A decoded clip as ``(T, H, W, C)`` uint8 for a video file or PNG frames, and whether
+    its values were scaled to get there.
+
+    ``channels_first``: ``obj`` is ``TxCxHxW`` (a torch-kind video). uint8 clips are taken
+    as they are; any other dtype (uint16, float) is mapped linearly from ``value_range``
+    (what the datum records its 0 and 1 stand for: 0..65535 for uint16, the clip's own
+    min..max for floats) to 0..255, rounded and clipped.
+    """
+    values = _as_numpy(obj, channels_first=False)
+    if values.ndim != 4:
+        raise CommandError(f"cannot write a decoded array of shape {values.shape} as video")
+    if channels_first:
+        values = values.transpose(0, 2, 3, 1)
+    if values.shape[3] not in (1, 3):
+        raise CommandError(
+            f"cannot write video frames of {values.shape[3]} channels (1 or 3); write .npy"
+        )
+    if values.dtype == np.uint8:
+        return np.ascontiguousarray(values), False
+    low, high = float(value_range[0]), float(value_range[1])
+    out = np.empty(values.shape, np.uint8)
+    for index, frame in enumerate(values):  # a frame at a time: no float64 copy of the clip
+        unit = (frame.astype(np.float64) - low) / (high - low) if high > low else frame * 0.0
+        out[index] = np.clip(np.rint(unit * 255.0), 0, 255)
+    return out, True
+
+
+def write_video_file(frames: np.ndarray, path: Path, fps: str) -> None:
+    """``frames`` (T, H, W, C) uint8 as the video file ``path`` (atomically: a failure leaves
+    nothing behind); CommandError naming the file if FFmpeg cannot write it."""
+    av = import_av()  # MissingDependencyError naming the pip install, before any work
+    try:
+        write_video(frames, path, fps)
+    except (ValueError, av.FFmpegError) as error:
+        raise CommandError(f"{path}: cannot write the video ({error})") from None
+
+
+def write_frame_folder(frames: np.ndarray, folder: Path, *, overwrite: bool) -> list[Path]:
+    """``frames`` (T, H, W, C) uint8 as ``frame_00000.png``... in ``folder`` (created; all
+    or nothing). A folder that holds files is refused unless ``overwrite``: then its
+    ``frame_<digits>.png`` files are replaced and other files are kept."""
+    if folder.exists() and not folder.is_dir():
+        raise CommandError(f"{folder}: exists and is not a folder; cannot write frames into it")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise CommandError(
+            f"{folder}: the folder is not empty (pass --overwrite to replace its frame_*.png)"
+        )
+    return write_frames(frames, folder, overwrite=overwrite)

@@ -1,20 +1,24 @@
-"""``neurep fit INPUT -o OUT.nrep``: fit a neural datum to a file and save it."""
+"""``neurep fit INPUT -o OUT.nrep``: fit a neural datum to a file (or a folder of video
+frames) and save it."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from neurep.cli._common import (
     PROG,
     CommandError,
     existing_file,
+    frame_range,
+    frame_size,
     output_path,
     parse_args,
     positive_int,
     run_command,
 )
-from neurep.cli._summary import derive, quality_text
+from neurep.cli._summary import derive, fps_text, quality_text
 
 PRECISIONS = ("float32", "float16", "bfloat16", "int8", "int7", "int6", "int5", "int4")
 
@@ -22,17 +26,31 @@ PRECISIONS = ("float32", "float16", "bfloat16", "int8", "int7", "int6", "int5", 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} fit",
-        description="Fit a small network to one datum (an image file, a .npy array) and save "
-        "its neural form as a .nrep file.",
+        description="Fit a small network to one datum (an image file, a .npy array, a video "
+        "file, or a folder of frame images with --modality video) and save its neural form "
+        "as a .nrep file.",
     )
-    parser.add_argument("input", metavar="INPUT", help="image (PNG/JPEG/TIFF/WebP) or .npy file")
+    parser.add_argument(
+        "input",
+        metavar="INPUT",
+        help="image (PNG/JPEG/TIFF/WebP), .npy file, video file (mp4/mov/mkv/avi/webm/...), "
+        "or a folder of frame images (with --modality video)",
+    )
     parser.add_argument("-o", "--output", required=True, metavar="OUT.nrep", help="file to write")
     parser.add_argument("--preset", default="balanced", help="fitting preset (default: balanced)")
-    parser.add_argument(
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument(
         "--steps",
         type=positive_int,
         default=None,
-        help="optimisation steps (default: the preset's)",
+        help="optimisation steps (default: the preset's; replaces a video preset's epochs)",
+    )
+    length.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="passes over the frames of a batched (video) fit, instead of the preset's; "
+        "an image has one item, so an epoch is one step",
     )
     parser.add_argument(
         "--frozen-encoder",
@@ -59,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--psnr", type=float, default=None, help="quality target in dB (stops early, int8 storage)"
     )
+    video = parser.add_argument_group("video read options")
+    video.add_argument(
+        "--frames",
+        type=frame_range,
+        default=None,
+        metavar="A:B",
+        help="fit source frames A to B-1 only (either side may be empty: 10:, :50)",
+    )
+    video.add_argument(
+        "--size",
+        type=frame_size,
+        default=None,
+        metavar="WxH",
+        help="resize every frame to W x H pixels when reading, e.g. 640x360",
+    )
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     return parser
@@ -72,16 +105,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fit(args: argparse.Namespace) -> int:
     import neurep
 
-    source = existing_file(args.input)
+    source = _input_path(args.input, args.modality)
     target = output_path(args.output, (".nrep",), "output")
     preset = _preset(args.preset)
     if args.frozen_encoder:
         preset = preset.with_overrides(train_encoder=False)
+    # Read options only when given: a modality that takes none (image) refuses them.
+    options = {
+        name: value
+        for name, value in (("frames", args.frames), ("size", args.size))
+        if value is not None
+    }
     datum = neurep.fit(
         str(source),
         modality=args.modality,
         preset=preset,
         steps=args.steps,
+        epochs=args.epochs,
         seed=args.seed,
         precision=args.precision,
         bpp=args.bpp,
@@ -89,6 +129,7 @@ def _fit(args: argparse.Namespace) -> int:
         psnr=args.psnr,
         progress=not args.quiet,
         device=args.device,
+        **options,
     )
     file_bytes = datum.save(target)
     if not args.quiet:
@@ -97,8 +138,28 @@ def _fit(args: argparse.Namespace) -> int:
         size = f"{file_bytes:,} bytes"
         if derived["bpp"] is not None:
             size += f", {derived['bpp']:.4f} bpp"
+        video = derived["video"]
+        if video is not None:
+            size = (
+                f"{video['frames']:,} frames {video['width']}x{video['height']} at "
+                f"{fps_text(video['fps'])}, {size}"
+            )
         print(f"{source} -> {target}: {size}, {quality_text(metadata.get('quality'))}")
     return 0
+
+
+def _input_path(path_text: str, modality: str | None) -> Path:
+    """The input file, or a folder of frames when the modality is video."""
+    path = Path(path_text)
+    if path.is_dir():
+        if modality == "video":
+            return path
+        raise CommandError(
+            f"{path}: is a folder; to fit its frame images as a video, pass --modality video"
+            if modality is None
+            else f"{path}: is a folder; only --modality video reads a folder (of frames)"
+        )
+    return existing_file(path_text)
 
 
 def _preset(name: str):

@@ -17,13 +17,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog=f"{PROG} info",
         description="Summarise a .nrep file: modality, original shape and dtype, decoder and "
         "parameter count, embedding, file bytes, bpp, precision, measured quality, fit "
-        "settings. Reads the metadata only, never the weights.",
+        "settings; for a video also frames, fps, resolution, duration, per-frame PSNR and "
+        "the source's codec, pixel format, frame range and ignored streams. Reads the "
+        "metadata only, never the weights.",
     )
     parser.add_argument("input", metavar="IN.nrep", help="the .nrep file")
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print JSON: the derived fields (file_bytes, bpp, ...) and the full 'metadata'",
+        help="print JSON: the derived fields (file_bytes, bpp, psnr, ms_ssim, and 'video': "
+        "frames, fps, fps_decimal, width, height, duration_s, ...) and the full 'metadata'",
     )
     return parser
 

@@ -11,7 +11,7 @@ from neurep.cli._common import EXIT_USAGE, PROG
 
 COMMANDS = {
     "fit": ("neurep.cli.fit", "fit a neural datum to a file and save it as .nrep"),
-    "decode": ("neurep.cli.decode", "decode a .nrep file to .png, .tif or .npy"),
+    "decode": ("neurep.cli.decode", "decode a .nrep file to an image, video, PNG frames or .npy"),
     "info": ("neurep.cli.info", "summarise a .nrep file from its metadata"),
 }
 

@@ -109,6 +109,9 @@ class ArrayAdapter(ModalityAdapter):
             return _scaling.numpy_to_tensor(values, config.dtype)
         return _scaling.from_unit(unit[0, 0], *config.value_range, np.dtype(config.dtype))
 
+    def signal_shape(self) -> tuple[int, ...]:
+        return (1, 1, *self.configuration.shape)
+
     # ---- configuration -------------------------------------------------------------------
 
     @classmethod

@@ -106,6 +106,11 @@ class ModalityAdapter(abc.ABC):
         """``(B, C, *spatial)`` float in about ``[0, 1]`` -> the user's kind, with the same
         shape, dtype and value range as the object given to :meth:`from_object`."""
 
+    def signal_shape(self) -> tuple[int, ...] | None:
+        """``(B, C, *spatial)`` of the signal this configuration restores from, or None if
+        the adapter does not say; a file whose signal disagrees is refused on load."""
+        return None
+
     def concatenate(self, parts: list[Any]) -> Any:
         """Decodes of consecutive batches of items, as one (a long clip decodes in batches).
 

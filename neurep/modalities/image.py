@@ -175,6 +175,9 @@ class ImageAdapter(ModalityAdapter):
             return _scaling.numpy_to_tensor(chw, config.dtype)
         return _to_pil(hwc, config.mode)
 
+    def signal_shape(self) -> tuple[int, ...]:
+        return (1, self.configuration.channels, *self._height_width)
+
     # ---- configuration -------------------------------------------------------------------
 
     @classmethod

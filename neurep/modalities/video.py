@@ -245,6 +245,9 @@ class VideoAdapter(ModalityAdapter):
             return _scaling.numpy_to_tensor(values, config.dtype)
         return _restore(signal, self.value_range, np.dtype(config.dtype), channels_last=True)
 
+    def signal_shape(self) -> tuple[int, ...]:
+        return tuple(self._tchw)
+
     def _check_signal(self, signal: Any) -> None:
         if not isinstance(signal, torch.Tensor):
             raise TypeError(f"VideoAdapter.from_signal expects a torch.Tensor, got {signal!r}")

@@ -71,6 +71,11 @@ def test_the_unedited_file_decodes(valid_file, tmp_path):
         ("signal channels", lambda m: m["signal"].update(shape=[1, 4, 24, 40])),
         ("ndim", lambda m: m["decoder"]["configuration"].update(ndim=5)),
         ("bad modality", lambda m: m["modality"].update(name="nonexistent")),
+        (
+            "modality shape",
+            lambda m: m["modality"]["configuration"].update(shape=[15, 24, 3]),
+        ),
+        ("signal height", lambda m: m["signal"].update(shape=[1, 3, 17, 40])),
     ],
 )
 def test_lying_metadata_raises_format_error(valid_file, tmp_path, what, edit):
@@ -78,6 +83,15 @@ def test_lying_metadata_raises_format_error(valid_file, tmp_path, what, edit):
     path = _rewrite(tmp_path, parts, edit)
     with pytest.raises(neurep.FormatError):
         _decode(path)
+
+
+def test_a_file_of_an_unknown_modality_still_loads_its_metadata(valid_file, tmp_path):
+    _, parts = valid_file
+    path = _rewrite(tmp_path, parts, lambda m: m["modality"].update(name="from-a-plugin"))
+    datum = neurep.load(path)
+    assert datum.metadata["modality"]["name"] == "from-a-plugin"
+    with pytest.raises(neurep.FormatError, match="not known"):
+        datum.decode()
 
 
 def test_non_finite_weights_raise_format_error(valid_file, tmp_path):
