@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+import math
 import os
 import time
 import zipfile
@@ -55,8 +56,8 @@ def write_nrep(
             ``format_version``, ``created``, ``library``, ``weights/member``,
             ``weights/sha256``, ``weights/nbytes``); see docs/FORMAT.md.
         arrays: ``{name: array}`` stored as zarr v3 arrays (e.g. ``"embedding"``, shape
-            ``(B, E, *s)``), chunked one item per chunk along axis 0 unless
-            ``array_chunks[name]`` gives a chunk shape.
+            ``(B, E, *s)``), chunked along axis 0 in whole items, about 4 kB a chunk
+            (:func:`_default_chunks`), unless ``array_chunks[name]`` gives a chunk shape.
         tensors: ``{name: tensor}`` stored in ``weights.safetensors`` (CPU copies).
 
     Raises:
@@ -111,7 +112,7 @@ def _checked_arrays(
                 f"{target}: arrays[{name!r}] has dtype {value.dtype}, not one of "
                 f"{sorted(ARRAY_DTYPES)}"
             )
-        chunk_shape = tuple(chunks.get(name, _default_chunks(value.shape)))
+        chunk_shape = tuple(chunks.get(name, _default_chunks(value.shape, value.dtype.itemsize)))
         if len(chunk_shape) != value.ndim or not all(
             isinstance(size, int | np.integer) and size >= 1 for size in chunk_shape
         ):
@@ -123,9 +124,17 @@ def _checked_arrays(
     return result
 
 
-def _default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """One item per chunk along axis 0 (a video's frames are separately readable)."""
-    return tuple(1 if axis == 0 else max(size, 1) for axis, size in enumerate(shape))
+#: Bytes of items a default chunk gathers: each chunk costs ~120 bytes of ZIP entries, which
+#: one small frame embedding (a few dozen bytes at low rates) would not carry.
+CHUNK_TARGET_BYTES = 4096
+
+
+def _default_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Whole items along axis 0, as many as fit in :data:`CHUNK_TARGET_BYTES` (at least one),
+    so that a video's frames stay readable a few chunks at a time."""
+    row_bytes = itemsize * math.prod(max(size, 1) for size in shape[1:])
+    rows = max(1, min(max(shape[0], 1), CHUNK_TARGET_BYTES // max(row_bytes, 1))) if shape else 1
+    return tuple(rows if axis == 0 else max(size, 1) for axis, size in enumerate(shape))
 
 
 def _safetensors_bytes(tensors: Mapping[str, torch.Tensor], target: str) -> bytes:

@@ -13,5 +13,7 @@ def small_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """The bytes of a small valid .nrep file (a few hundred bytes)."""
     metadata, arrays, tensors = small_inputs()
     path = tmp_path_factory.mktemp("small") / "small.nrep"
-    write_nrep(path, metadata=metadata, arrays=arrays, tensors=tensors)
+    # one item a chunk, so that tests can drop, resize or forge single chunks
+    chunks = {"embedding": (1, *arrays["embedding"].shape[1:])}
+    write_nrep(path, metadata=metadata, arrays=arrays, tensors=tensors, array_chunks=chunks)
     return path.read_bytes()

@@ -89,8 +89,8 @@ def test_every_member_is_stored_and_the_layout_is_a_zarr_hierarchy(tmp_path):
         assert info.compress_type == (zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED)
     names = [info.filename for info in infos]
     assert names[0] == "zarr.json" and names[-1] == "weights.safetensors"
-    # default chunking: one item of axis 0 per chunk
-    assert names[1:-1] == ["embedding/zarr.json"] + [f"embedding/c/{i}/0/0/0" for i in range(3)]
+    # default chunking: whole items of axis 0, ~4 kB a chunk: these 3 small items share one
+    assert names[1:-1] == ["embedding/zarr.json", "embedding/c/0/0/0/0"]
 
 
 def test_same_inputs_and_source_date_epoch_give_identical_bytes(tmp_path, monkeypatch):
@@ -261,7 +261,14 @@ def test_read_array_rejects_bad_selections_like_numpy(volume_file):
 def test_read_array_reads_only_the_chunks_the_selection_touches(tmp_path, monkeypatch):
     frames = np.arange(10 * 3 * 2, dtype=np.float32).reshape(10, 3, 2)
     path = tmp_path / "video.nrep"
-    write_nrep(path, metadata=make_metadata(frames), arrays={"embedding": frames}, tensors={})
+    one_a_chunk = {"embedding": (1, 3, 2)}
+    write_nrep(
+        path,
+        metadata=make_metadata(frames),
+        arrays={"embedding": frames},
+        tensors={},
+        array_chunks=one_a_chunk,
+    )
     read_members: list[str] = []
     original = _zipindex.ZipIndex.read
 
@@ -277,6 +284,28 @@ def test_read_array_reads_only_the_chunks_the_selection_touches(tmp_path, monkey
         read_members.clear()
         reader.read_array("embedding", (slice(1, 9, 3), 2))
         assert read_members == [f"embedding/c/{i}/0/0" for i in (1, 4, 7)]
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "rows"),
+    [
+        ((60, 4, 3, 5), np.uint8, 68),  # 60 B a frame: 68 frames fill 4,080 B -> all 60
+        ((300, 4, 3, 5), np.uint8, 68),
+        ((10, 16, 64, 64), np.uint8, 1),  # 64 kB a frame: one a chunk
+        ((1, 16, 12, 8), np.float32, 1),
+        ((7, 2, 8, 8), np.float32, 8),  # 512 B a row: 8 rows -> all 7
+    ],
+)
+def test_default_chunks_gather_whole_items_up_to_4kB(tmp_path, shape, dtype, rows):
+    codes = np.arange(np.prod(shape)).astype(dtype).reshape(shape)
+    path = tmp_path / "chunks.nrep"
+    write_nrep(path, metadata=make_metadata(codes), arrays={"embedding": codes}, tensors={})
+    expected_rows = min(rows, shape[0])
+    with zipfile.ZipFile(path) as archive:
+        chunk_names = [n for n in archive.namelist() if n.startswith("embedding/c/")]
+    assert len(chunk_names) == -(-shape[0] // expected_rows)
+    with open_nrep(path) as reader:
+        np.testing.assert_array_equal(reader.read_array("embedding", slice(2, 5)), codes[2:5])
 
 
 def test_open_reads_no_payload(tmp_path, monkeypatch):
@@ -376,7 +405,7 @@ def test_the_on_disk_bytes_are_pinned(tmp_path, monkeypatch):
     assert digest == PINNED_SHA256, digest
 
 
-PINNED_SHA256 = "8249cf5d5a392f303459d3f28ee5a30488515ed9a1d9b4a8c2a3a41e027eb7f4"
+PINNED_SHA256 = "553967014407309d60ee7d7f8c4c0756737a33be42ee5e12e6559c47d24f5765"
 
 
 _sparse = (np.arange(64 * 40, dtype=np.int32).reshape(64, 40) % 997) + 1
