@@ -296,7 +296,7 @@ def test_read_array_reads_only_the_chunks_the_selection_touches(tmp_path, monkey
         ((7, 2, 8, 8), np.float32, 8),  # 512 B a row: 8 rows -> all 7
     ],
 )
-def test_default_chunks_gather_whole_items_up_to_4kB(tmp_path, shape, dtype, rows):
+def test_default_chunks_gather_whole_items_up_to_4_kilobytes(tmp_path, shape, dtype, rows):
     codes = np.arange(np.prod(shape)).astype(dtype).reshape(shape)
     path = tmp_path / "chunks.nrep"
     write_nrep(path, metadata=make_metadata(codes), arrays={"embedding": codes}, tensors={})
