@@ -44,10 +44,19 @@ def test_readme_command_line_examples_run(tmp_path, monkeypatch):
     y, x = np.mgrid[0:24, 0:32]
     photo = np.stack([x * 8, y * 10, (x + y) * 4], axis=-1).astype(np.uint8)
     Image.fromarray(photo).save("photo.png")
+    from neurep.modalities._video_io import write_video
+
+    clip = np.stack([np.roll(photo, 2 * t, axis=1) for t in range(12)])  # (12, 24, 32, 3)
+    write_video(clip, "clip.mp4", "24/1")
     for argv in examples:
         assert main(argv) == 0, f"neurep {' '.join(argv)} failed"
     decoded = np.asarray(Image.open("photo.decoded.png"))
     assert decoded.shape == photo.shape and decoded.dtype == photo.dtype
+    import av
+
+    with av.open("out.mp4") as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (180, 320, 3)
 
 
 def _readme_fit_signature() -> list[tuple[str, str, str]]:

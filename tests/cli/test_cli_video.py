@@ -118,7 +118,7 @@ def test_fit_of_a_video_file_records_the_clip_and_prints_frames_and_bpp(clip):
     assert metadata["modality"]["name"] == "video"
     assert config["shape"] == [FRAMES, HEIGHT, WIDTH, 3] and config["fps"] == "30000/1001"
     assert config["kind"] == "file" and config["codec"] == "h264"
-    assert metadata["fit"]["steps"] == 2  # --epochs 1 of 4-frame batches, not fast's 30
+    assert metadata["fit"]["steps"] == FRAMES  # --epochs 1 of one frame a step, not fast's 10
     file_bytes = nrep.stat().st_size
     bpp = file_bytes * 8 / (FRAMES * HEIGHT * WIDTH)
     summary = clip["summary"]

@@ -127,5 +127,5 @@ def test_steps_override_clears_epochs_but_epochs_override_keeps_them() -> None:
     preset = get_preset("balanced")
     by_steps = preset.with_overrides(steps=7).for_profile("video")
     assert by_steps.epochs is None and by_steps.steps_for(100) == 7
-    by_epochs = preset.with_overrides(epochs=2).for_profile("video")
+    by_epochs = preset.with_overrides(epochs=2, batch_items=4).for_profile("video")
     assert by_epochs.steps_for(10) == 2 * 3  # batches of 4 frames
