@@ -87,7 +87,9 @@ def fit_datum(
     if max_bytes is not None:  # the budget sizes the decoder, not the capacity rule
         preset = replace(preset, parameters_per_sample=None)
         ladder = (precision,) if precision else rate.PRECISION_LADDER
-        candidate = rate.choose_for_budget(preset, adapter, signal, max_bytes, ladder)
+        candidate = rate.choose_for_budget(
+            preset, adapter, signal, max_bytes, ladder, target.embedding_precision
+        )
         models, precision = candidate.plan, candidate.precision
     else:
         models = plan(preset, signal.shape[1], tuple(signal.shape[2:]), items=signal.shape[0])

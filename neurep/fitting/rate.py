@@ -101,12 +101,14 @@ def choose_for_budget(
     signal: torch.Tensor,
     max_bytes: int,
     precisions: tuple[str, ...] = PRECISION_LADDER,
+    embedding_precision: str | None = None,
 ) -> Candidate:
     """The largest (width, precision) whose dry-run file is at most ``max_bytes - margin``.
 
     Candidates are ranked by bits spent on weights (parameters x bits), so a wider decoder at
     fewer bits wins over a narrow one at more bits when it fits. ``preset`` is already
-    specialised to the datum's profile; ``signal`` is (B, C, *S).
+    specialised to the datum's profile; ``signal`` is (B, C, *S); ``embedding_precision``
+    is the one the datum will be stored at (None: the default for each weight precision).
 
     Raises:
         InputError: not even the smallest candidate fits; the message gives its size.
@@ -125,7 +127,9 @@ def choose_for_budget(
     smallest = None
     with tempfile.TemporaryDirectory() as workdir:
         for scale, scaled, models, precision in candidates:
-            size = _dry_run_size(adapter, signal, models, precision, Path(workdir) / "dry.nrep")
+            size = _dry_run_size(
+                adapter, signal, models, precision, Path(workdir) / "dry.nrep", embedding_precision
+            )
             smallest = size if smallest is None else min(smallest, size)
             if size <= limit:
                 return Candidate(scaled, models, precision, scale, size)
@@ -161,7 +165,14 @@ def _saved_size(datum: NeuralDatum) -> int:
         return datum.save(Path(workdir) / "size.nrep")
 
 
-def _dry_run_size(adapter, signal: torch.Tensor, models: Plan, precision: str, path: Path) -> int:
+def _dry_run_size(
+    adapter,
+    signal: torch.Tensor,
+    models: Plan,
+    precision: str,
+    path: Path,
+    embedding_precision: str | None = None,
+) -> int:
     """Bytes of a file for this plan and precision, written with untrained weights."""
     decoder = build(models.decoder)
     latent = [s // models.total_stride for s in models.padded_shape]
@@ -176,7 +187,7 @@ def _dry_run_size(adapter, signal: torch.Tensor, models: Plan, precision: str, p
         encoder=models.encoder,
         embedding_shape=embedding.shape,
         precision=precision,
-        embedding_precision=None,
+        embedding_precision=embedding_precision,
         fit=FitRecord.placeholder(decoder.num_parameters()),
     )
     datum = NeuralDatum(metadata, decoder=decoder, embedding=embedding)
