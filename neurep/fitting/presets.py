@@ -131,14 +131,14 @@ _PAPER_S3K_IMAGES = {"s3k_hidden_channels": 16, "encoder_lr_scale": 0.3}
 _VOLUMES = {"max_first_stride": 4, "first_stage_min_size": 4, "state_size": 32}
 
 # Video (everyday presets): one decoder shared by every frame, one frame a step (more
-# updates beat bigger batches), 1e-2, 60 epochs, the image default's 1/64 embedding and S3K
+# updates beat bigger batches), 1e-2, 80 epochs, the image default's 1/64 embedding and S3K
 # settings, a decoder of at most 0.004 parameters per pixel of the whole clip, and budgets
 # that may narrow the embedding to 8, 4 or 2 channels (RESULTS.md, "Video").
 _VIDEO = {
     **_IMAGES_AT_ONE_IN_64,
     "learning_rate": 1e-2,
     "batch_items": 1,
-    "epochs": 60,
+    "epochs": 80,
     "parameters_per_sample": 0.004,
     "budget_embedding_widths": (8, 4, 2),
 }
