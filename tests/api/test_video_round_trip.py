@@ -149,3 +149,11 @@ def test_a_byte_budget_holds_for_a_clip_and_bpp_counts_every_frame(clip, tmp_pat
     budgeted = neurep.fit(clip, bpp=bpp, **FAST)
     size = budgeted.save(tmp_path / "bpp.nrep")
     assert size * 8 <= bpp * frames * height * width
+
+
+def test_a_quality_target_stops_a_clip_at_the_end_of_an_epoch(clip) -> None:
+    """The target is checked on each epoch's mean PSNR: a target any first epoch meets
+    stops the fit after exactly one pass over the frames."""
+    datum = neurep.fit(clip, preset="fast", epochs=5, psnr=1.0, progress=False)
+    assert datum.metadata["fit"]["steps"] == len(clip)  # one frame a step, one epoch
+    assert datum.metadata["fit"]["target_psnr"] == pytest.approx(1.2)
