@@ -40,7 +40,13 @@ __all__ = [
     "ms_ssim",
     "ms_ssim_method",
     "psnr",
+    "psnr_from_mse",
 ]
+
+
+def psnr_from_mse(mse: float, data_range: float = 1.0) -> float:
+    """``10 log10(data_range² / mse)`` in dB; ``inf`` when ``mse`` is 0."""
+    return math.inf if mse <= 0 else 10.0 * math.log10(float(data_range) ** 2 / mse)
 
 
 def psnr(reference: Any, test: Any, data_range: float) -> float:
@@ -57,10 +63,7 @@ def psnr(reference: Any, test: Any, data_range: float) -> float:
         raise ValueError(f"shapes differ: reference {ref.shape}, test {tst.shape}")
     if ref.size == 0:
         raise ValueError("cannot measure PSNR of empty arrays")
-    mse = float(np.mean((ref - tst) ** 2))
-    if mse == 0:
-        return math.inf
-    return 10.0 * math.log10(float(data_range) ** 2 / mse)
+    return psnr_from_mse(float(np.mean((ref - tst) ** 2)), data_range)
 
 
 def ms_ssim(reference: Any, test: Any, data_range: float) -> float:

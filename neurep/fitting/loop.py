@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from neurep.fitting.presets import Plan, Preset
+from neurep.metrics import psnr_from_mse
 from neurep.models import build
 from neurep.models.registry import ConfigurableModule
 
@@ -39,10 +40,6 @@ ADAM_BETAS = (0.8, 0.95)
 
 #: Memory layout used while fitting, by tensor rank (4: 2-D signals, 5: 3-D).
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
-
-
-def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
-    return math.inf if mse <= 0 else 10.0 * math.log10(peak**2 / mse)
 
 
 def pad_to(signal: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
