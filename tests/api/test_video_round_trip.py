@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _clips import encode, moving_gradient, write_pngs
 
 import neurep
 from neurep import datum as datum_module
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "modalities"))
-from _clips import encode, moving_gradient, write_pngs
 
 FAST = {"preset": "fast", "epochs": 1, "progress": False}
 

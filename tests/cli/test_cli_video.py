@@ -12,6 +12,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from _clips import encode, moving_gradient
 from PIL import Image
 
 import neurep
@@ -23,29 +24,7 @@ torch.set_num_threads(1)  # tiny clips: threads cost more than they give
 
 FRAMES, HEIGHT, WIDTH = 8, 24, 32
 NTSC = Fraction(30000, 1001)
-FAST = ["--preset", "fast", "--epochs", "1"]  # 8 frames, 4 a step: 2 steps
-
-
-def _gradient_clip(frames: int = FRAMES, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
-    """(T, H, W, 3) uint8 ramps that move with the frame index (frames are easy to tell apart)."""
-    t = np.arange(frames)[:, None, None]
-    y = np.arange(height)[None, :, None]
-    x = np.arange(width)[None, None, :]
-    red, green, blue = np.broadcast_arrays((x * 8 + t * 12) % 256, y * 10 % 256, t * 20 % 256)
-    return np.stack([red, green, blue], axis=-1).astype(np.uint8)
-
-
-def _encode(path, frames: np.ndarray, fps: Fraction) -> None:
-    """``frames`` as H.264 through PyAV directly (not neurep's writer, which is under test)."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for index, pixels in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+FAST = ["--preset", "fast", "--epochs", "1"]  # 8 frames, one a step: 8 steps
 
 
 def _read_video(path) -> tuple[np.ndarray, Fraction, str]:
@@ -89,7 +68,7 @@ def clip(tmp_path_factory):
     the full decode (through ``.npy``)."""
     folder = tmp_path_factory.mktemp("video")
     source = folder / "clip.mp4"
-    _encode(source, _gradient_clip(), NTSC)
+    encode(source, moving_gradient(FRAMES, HEIGHT, WIDTH), fps=NTSC)
     nrep = folder / "clip.nrep"
     code, out, err = _run(fit, [source, "-o", nrep, *FAST])
     assert code == 0, err
@@ -102,7 +81,7 @@ def clip(tmp_path_factory):
 def image_nrep(tmp_path_factory):
     folder = tmp_path_factory.mktemp("image")
     source = folder / "picture.png"
-    Image.fromarray(_gradient_clip(1, 16, 24)[0]).save(source)
+    Image.fromarray(moving_gradient(1, 16, 24)[0]).save(source)
     nrep = folder / "picture.nrep"
     assert _run(fit, [source, "-o", nrep, "--steps", "1", "-q"])[0] == 0
     return source, nrep
@@ -141,7 +120,7 @@ def test_fit_frames_and_size_reach_the_reader(clip, tmp_path):
 def test_fit_a_folder_of_frames_needs_modality_video(tmp_path, capsys):
     frames = tmp_path / "frames"
     frames.mkdir()
-    for index, pixels in enumerate(_gradient_clip(4, 12, 16)):
+    for index, pixels in enumerate(moving_gradient(4, 12, 16)):
         Image.fromarray(pixels).save(frames / f"f{index}.png")
     nrep = tmp_path / "folder.nrep"
     assert fit.main([str(frames), "-o", str(nrep), "-q"]) == 1
