@@ -103,10 +103,12 @@ def choose_for_budget(
     precisions: tuple[str, ...] = PRECISION_LADDER,
     embedding_precision: str | None = None,
 ) -> Candidate:
-    """The largest (width, precision) whose dry-run file is at most ``max_bytes - margin``.
+    """The largest (embedding width, decoder width, precision) whose dry-run file is at most
+    ``max_bytes - margin``.
 
-    Candidates are ranked by bits spent on weights (parameters x bits), so a wider decoder at
-    fewer bits wins over a narrow one at more bits when it fits. ``preset`` is already
+    Candidates are ranked by their payload, weight bits (parameters x bits) plus embedding
+    bits, so a wider decoder at fewer bits wins over a narrow one at more bits when it fits;
+    narrower embeddings are candidates only where the preset lists them. ``preset`` is already
     specialised to the datum's profile; ``signal`` is (B, C, *S); ``embedding_precision``
     is the one the datum will be stored at (None: the default for each weight precision).
 
