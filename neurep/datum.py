@@ -305,22 +305,35 @@ class NeuralDatum:
             return output.sigmoid()
         return output.clamp(0.0, 1.0)
 
-    def decode(self, items: Items = None):
+    def decode(self, items: Items = None, **options: Any):
         """Decode to the kind the datum was fitted from: same shape, dtype and value range.
 
         ``items`` picks items (video frames) to decode, and only their embedding is read:
         an index (negative counts from the end), a slice, or a sequence of indices.
         ``decode(items)`` equals the same rows of ``decode()`` exactly; an index gives what
         ``decode()[index]`` gives.
+
+        ``options`` are the modality's decode options (shapes: ``kind="mesh" | "points" |
+        "voxels"``); others are a TypeError naming those it takes.
         """
+        adapter = self.adapter
+        unknown = sorted(set(options) - set(adapter.decode_options))
+        if unknown:
+            takes = ", ".join(adapter.decode_options) or "none"
+            raise TypeError(
+                f"decoding a {adapter.name} datum takes no option "
+                f"{', '.join(map(repr, unknown))} (its options: {takes})"
+            )
         if items is None or self.num_items <= self._items_per_batch():
-            decoded = self.adapter.from_signal(self.decode_signal(items))
+            decoded = adapter.from_signal(self.decode_signal(items), **options)
         else:  # a long clip: convert each batch to the user's dtype before the next
             indices = _item_indices(items, self.num_items)
             step = self._items_per_batch()
-            decoded = self.adapter.concatenate(
+            decoded = adapter.concatenate(
                 [
-                    self.adapter.from_signal(self.decode_signal(indices[first : first + step]))
+                    adapter.from_signal(
+                        self.decode_signal(indices[first : first + step]), **options
+                    )
                     for first in range(0, max(1, len(indices)), step)
                 ]
             )

@@ -180,6 +180,6 @@ class _Fitted:
         )
         datum = NeuralDatum(metadata, decoder=decoder, embedding=self.embedding)
         datum.freeze_storage()
-        quality = self.adapter.quality(self.obj, datum.decode())
+        quality = self.adapter.measure(self.obj, datum)
         datum.metadata = with_quality(datum.metadata, quality)
         return datum

@@ -130,6 +130,26 @@ _PAPER_S3K_IMAGES = {"s3k_hidden_channels": 16, "encoder_lr_scale": 0.3}
 # first stage at least 4 voxels wide, and 32 states.
 _VOLUMES = {"max_first_stride": 4, "first_stage_min_size": 4, "state_size": 32}
 
+# 3-D shapes (everyday presets): occupancy grids fitted 250 steps with a first stride of 2 at
+# 32^3 (4 from 64^3 up), which keeps a 2^3 x 16 embedding, and 32 states (RESULTS.md, "Shapes").
+_SHAPES = {"steps": 250, "max_first_stride": 4, "first_stage_min_size": 16, "state_size": 32}
+# The paper's Objaverse row (Table A4): LPNet-S3K strides [4, 2, 2], LPNet-Conv and ConvNeXt
+# [2, 2, 2, 2], transposed-convolution decoder strides [2, 2, 2, 2], 3e-3, 32 states (Table
+# A8). The table lists widths [64, 64, 64, 16] for S3K's three stages; we drop one 64.
+_PAPER_SHAPES_S3K = {
+    "encoder_strides": (4, 2, 2),
+    "encoder_widths": (64, 64, 16),
+    "decoder_strides": (2, 2, 2, 2),
+    "state_size": 32,
+    "learning_rate": 3e-3,
+}
+_PAPER_SHAPES_CONV = {
+    "encoder_strides": (2, 2, 2, 2),
+    "decoder_strides": (2, 2, 2, 2),
+    "state_size": 32,
+    "learning_rate": 3e-3,
+}
+
 # Video (everyday presets): one decoder shared by every frame, one frame a step (more
 # updates beat bigger batches), 1e-2, 80 epochs, the image default's 1/64 embedding and S3K
 # settings, a decoder of at most 0.004 parameters per pixel of the whole clip, and budgets
@@ -175,21 +195,35 @@ PRESETS: dict[str, Preset] = {
             "fast",
             120,
             2e-2,
-            profiles={"volume": _VOLUMES, "video": {**_VIDEO, "epochs": 10}},
+            profiles={
+                "volume": _VOLUMES,
+                "video": {**_VIDEO, "epochs": 10},
+                "shape": {**_SHAPES, "steps": 120},
+            },
             **_CAPACITY,
         ),
         Preset(
             "balanced",
             1100,
             2e-2,
-            profiles={"image": _IMAGES_AT_ONE_IN_64, "volume": _VOLUMES, "video": _VIDEO},
+            profiles={
+                "image": _IMAGES_AT_ONE_IN_64,
+                "volume": _VOLUMES,
+                "video": _VIDEO,
+                "shape": _SHAPES,
+            },
             **_CAPACITY,
         ),
         Preset(
             "balanced-conv",
             1100,
             2e-2,
-            profiles={"image": _IMAGES_AT_ONE_IN_64, "volume": _VOLUMES, "video": _VIDEO},
+            profiles={
+                "image": _IMAGES_AT_ONE_IN_64,
+                "volume": _VOLUMES,
+                "video": _VIDEO,
+                "shape": _SHAPES,
+            },
             **_CAPACITY,
             **_LPNET_CONV,
         ),
@@ -197,13 +231,18 @@ PRESETS: dict[str, Preset] = {
             "paper",
             300,
             2e-2,
-            profiles={"image": _PAPER_S3K_IMAGES, "volume": _VOLUMES, "video": _PAPER_VIDEO},
+            profiles={
+                "image": _PAPER_S3K_IMAGES,
+                "volume": _VOLUMES,
+                "video": _PAPER_VIDEO,
+                "shape": _PAPER_SHAPES_S3K,
+            },
         ),
         Preset(
             "paper-conv",
             300,
             3e-2,
-            profiles={"volume": _VOLUMES, "video": _PAPER_VIDEO},
+            profiles={"volume": _VOLUMES, "video": _PAPER_VIDEO, "shape": _PAPER_SHAPES_CONV},
             **_LPNET_CONV,
         ),
         Preset(
@@ -211,7 +250,7 @@ PRESETS: dict[str, Preset] = {
             300,
             1e-2,
             encoder="convnext",
-            profiles={"volume": _VOLUMES, "video": _PAPER_VIDEO},
+            profiles={"volume": _VOLUMES, "video": _PAPER_VIDEO, "shape": _PAPER_SHAPES_CONV},
         ),
     )
 }

@@ -49,6 +49,9 @@ class ModalityAdapter(abc.ABC):
     read_options: ClassVar[tuple[str, ...]] = ()
     """Keyword options :meth:`from_object` takes (video: ``frames``, ``size``); ``neurep.fit``
     passes its extra keyword arguments through :meth:`read`, which rejects any other."""
+    decode_options: ClassVar[tuple[str, ...]] = ()
+    """Keyword options :meth:`from_signal` takes (shapes: ``kind``), passed on by
+    :meth:`NeuralDatum.decode <neurep.datum.NeuralDatum.decode>`, which rejects any other."""
 
     def __init__(self, configuration: Any) -> None:
         self.configuration = configuration
@@ -102,9 +105,11 @@ class ModalityAdapter(abc.ABC):
         return cls.from_object(obj, **options)
 
     @abc.abstractmethod
-    def from_signal(self, signal: torch.Tensor) -> Any:
+    def from_signal(self, signal: torch.Tensor, **options: Any) -> Any:
         """``(B, C, *spatial)`` float in about ``[0, 1]`` -> the user's kind, with the same
-        shape, dtype and value range as the object given to :meth:`from_object`."""
+        shape, dtype and value range as the object given to :meth:`from_object`.
+
+        ``options`` are those named in :attr:`decode_options`."""
 
     def signal_shape(self) -> tuple[int, ...] | None:
         """``(B, C, *spatial)`` of the signal this configuration restores from, or None if
@@ -174,6 +179,12 @@ class ModalityAdapter(abc.ABC):
         """An object of this adapter's kinds (original or decoded) as ``(B, C, *spatial)``
         float64 values in original units (not normalised)."""
         raise NotImplementedError(f"{type(self).__name__} does not define as_array")
+
+    def measure(self, original: Any, datum: Any) -> dict[str, Any]:
+        """The quality record of a fitted ``datum`` (a NeuralDatum of this adapter) against
+        ``original``: what the fit pipeline stores. The default is :meth:`quality` of
+        ``datum.decode()``; shapes also use the decoded occupancy probabilities."""
+        return self.quality(original, datum.decode())
 
     def quality(self, original: Any, decoded: Any) -> dict[str, float | None]:
         """PSNR (dB) and MS-SSIM between the user's object and its decoding.

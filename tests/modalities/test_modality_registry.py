@@ -61,9 +61,12 @@ def fake_video():
 
 
 def test_builtins_are_registered_in_priority_order():
-    assert modalities.names()[:1] == ["image"]
-    assert modalities.names()[-1] == "array"
-    assert set(modalities.names()) >= {"image", "array"}
+    names = modalities.names()
+    # voxels (bool 3-D arrays) before image, video before the array fallback
+    assert names[:2] == ["voxels", "image"]
+    assert names.index("points") < names.index("mesh") < names.index("array")
+    assert names[-1] == "array"
+    assert set(names) == {"voxels", "image", "video", "points", "mesh", "array"}
 
 
 def test_a_new_adapter_plugs_in_without_touching_the_others(fake_video):
