@@ -12,8 +12,9 @@ from neurep.metrics import bits_per_pixel
 
 
 def derive(metadata: dict[str, Any], file_bytes: int) -> dict[str, Any]:
-    """Headline facts: file bytes, pixels and bpp (images, video), decoder parameters,
-    embedding, quality, and for a video its frames, rate, size and source (else None)."""
+    """Headline facts: file bytes, pixels and bpp (images, video; None for shapes),
+    decoder parameters, embedding, quality, for a video its frames, rate, size and source,
+    and for a 3-D shape its grid, frame, source counts and shape metrics (else None)."""
     adapter = _adapter(metadata.get("modality"))
     num_pixels = _num_pixels(adapter)
     fit = metadata.get("fit") or {}
@@ -30,6 +31,7 @@ def derive(metadata: dict[str, Any], file_bytes: int) -> dict[str, Any]:
         "psnr": quality.get("psnr") if _is_number(quality.get("psnr")) else None,
         "ms_ssim": quality.get("ms_ssim") if _is_number(quality.get("ms_ssim")) else None,
         "video": video_facts(adapter, quality),
+        "shape": shape_facts(adapter, quality, file_bytes),
     }
 
 
@@ -62,6 +64,82 @@ def video_facts(adapter: Any, quality: dict[str, Any] | None = None) -> dict[str
         "psnr_frames_mean": _number_or_none(per_frame.get("mean")),
         "psnr_frames_min": _number_or_none(per_frame.get("min")),
     }
+
+
+def shape_facts(
+    adapter: Any, quality: dict[str, Any] | None = None, file_bytes: int | None = None
+) -> dict[str, Any] | None:
+    """A 3-D shape datum's kind, grid (``"32^3"``), fill, pitch and world frame, the input's
+    bounds and counts, bits per voxel and shape metrics; None for other modalities.
+
+    ``bounds`` is the input's bounding box and ``grid_bounds`` the box the voxels cover, both
+    ``[[x, y, z] low, [x, y, z] high]`` in world units (a voxel grid's world units are its
+    indices). Counts: a mesh's ``vertices`` and ``faces``, a point cloud's ``points``, a grid's
+    ``occupied_voxels`` (None where they do not apply). Metrics are None where the file has
+    none: ``chamfer_l1`` is in world units, ``chamfer_l1_normalised`` over the bounds'
+    diagonal, ``f_score`` at a distance of one voxel.
+    """
+    from neurep.modalities.shapes import ShapeAdapter
+
+    if not isinstance(adapter, ShapeAdapter):
+        return None
+    config = adapter.configuration
+    shape = [int(size) for size in config.grid_shape]
+    pitch = float(config.pitch)
+    origin = [float(value) for value in config.origin]
+    voxels = math.prod(shape)
+    quality = quality or {}
+    name = adapter.name
+    return {
+        "modality": name,
+        "kind": config.kind,
+        "grid_shape": shape,
+        "grid": grid_text(shape),
+        "voxels": voxels,
+        "fill": config.fill,
+        "pitch": pitch,
+        "origin": origin,
+        "bounds": [list(map(float, corner)) for corner in config.bounds],
+        "grid_bounds": [
+            [low - pitch / 2 for low in origin],
+            [low + pitch * (size - 0.5) for low, size in zip(origin, shape, strict=True)],
+        ],
+        "source": config.source,
+        "vertices": config.vertices if name == "mesh" else None,
+        "faces": config.faces if name == "mesh" else None,
+        "points": config.vertices if name == "points" else None,
+        "occupied_voxels": config.vertices if name == "voxels" else None,
+        "bits_per_voxel": None if file_bytes is None else file_bytes * 8 / voxels,
+        **{key: _number_or_none(quality.get(key)) for key in SHAPE_METRICS},
+    }
+
+
+#: The shape metrics a shape datum's quality holds, as ``shape_facts`` reports them.
+SHAPE_METRICS = ("iou", "occupancy_psnr", "chamfer_l1", "chamfer_l1_normalised", "f_score")
+
+
+def grid_text(shape: list[int]) -> str:
+    """``32^3`` for a cube, ``16x32x8`` otherwise."""
+    if len(set(shape)) == 1:
+        return f"{shape[0]}^{len(shape)}"
+    return "x".join(map(str, shape))
+
+
+def shape_text(shape: dict[str, Any]) -> str:
+    """``mesh (trimesh), grid 32^3, fill solid, pitch 0.05924``."""
+    return (
+        f"{shape['modality']} ({shape['kind']}), grid {shape['grid']}, fill {shape['fill']}, "
+        f"pitch {_value(shape['pitch'])}"
+    )
+
+
+def shape_counts_text(shape: dict[str, Any]) -> str:
+    """``3,225 vertices, 5,856 faces`` / ``12,000 points`` / ``1,234 occupied voxels``."""
+    if shape["vertices"] is not None:
+        return f"{shape['vertices']:,} vertices, {shape['faces']:,} faces"
+    if shape["points"] is not None:
+        return f"{shape['points']:,} points"
+    return f"{shape['occupied_voxels']:,} occupied voxels"
 
 
 def frame_width_height(kind: str, shape: list[int]) -> tuple[int, int]:
@@ -117,14 +195,29 @@ def describe(path: Path, metadata: dict[str, Any], derived: dict[str, Any]) -> l
             )
         )
         lines.append(_row("source", _video_source_text(video)))
+    shape = derived.get("shape")
+    if shape is not None:
+        lines.append(_row("shape", shape_text(shape)))
+        lines.append(_row("source", f"{_shape_source(shape)}: {shape_counts_text(shape)}"))
+        lines.append(
+            _row(
+                "bounds",
+                f"{_corners(shape['bounds'])} (the voxels cover {_corners(shape['grid_bounds'])})",
+            )
+        )
     size = f"{derived['file_bytes']:,} bytes"
     if derived["bpp"] is not None:
         pixels = f"{derived['num_pixels']:,} pixels"
         if video is not None:
             pixels = f"{video['frames']:,} frames x {video['width']}x{video['height']} = {pixels}"
         size += f", {derived['bpp']:.4f} bpp ({pixels})"
+    if shape is not None:
+        size += (
+            f", {shape['bits_per_voxel']:.4f} bits per voxel ({shape['grid']} = "
+            f"{shape['voxels']:,} voxels)"
+        )
     lines.append(_row("size", size))
-    lines.append(_row("quality", quality_text(metadata.get("quality"))))
+    lines.append(_row("quality", quality_text(metadata.get("quality"), shape=shape is not None)))
     lines.append(_row("fit", _fields(metadata.get("fit"))))
     created = f"{metadata.get('created')}"
     if library.get("neurep"):
@@ -133,9 +226,13 @@ def describe(path: Path, metadata: dict[str, Any], derived: dict[str, Any]) -> l
     return lines
 
 
-def quality_text(quality: dict[str, Any] | None) -> str:
-    """``PSNR 28.10 dB, MS-SSIM 0.9512`` (``n/a`` where a value is missing)."""
+def quality_text(quality: dict[str, Any] | None, *, shape: bool = False) -> str:
+    """``PSNR 28.10 dB, MS-SSIM 0.9512`` (``n/a`` where a value is missing); for a 3-D
+    ``shape``, ``IoU 0.7751, Chamfer-L1 0.04168 (0.0161 of the diagonal), F-score 0.7647
+    (at 1 voxel), occupancy PSNR 16.07 dB``."""
     quality = quality or {}
+    if shape:
+        return _shape_quality_text(quality)
     psnr = quality.get("psnr")
     ms_ssim = quality.get("ms_ssim")
     parts = [
@@ -153,6 +250,46 @@ def quality_text(quality: dict[str, Any] | None) -> str:
     shown = ("psnr", "ms_ssim", *(("psnr_frames",) if isinstance(per_frame, dict) else ()))
     parts += [f"{key} {_value(value)}" for key, value in quality.items() if key not in shown]
     return ", ".join(parts)
+
+
+def _shape_quality_text(quality: dict[str, Any]) -> str:
+    iou, psnr = quality.get("iou"), quality.get("occupancy_psnr", quality.get("psnr"))
+    chamfer, relative = quality.get("chamfer_l1"), quality.get("chamfer_l1_normalised")
+    f_score = quality.get("f_score")
+    chamfer_text = f"Chamfer-L1 {chamfer:.4g}" if _is_number(chamfer) else "Chamfer-L1 n/a"
+    if _is_number(relative):
+        chamfer_text += f" ({relative:.4g} of the diagonal)"
+    parts = [
+        f"IoU {iou:.4f}" if _is_number(iou) else "IoU n/a",
+        chamfer_text,
+        f"F-score {f_score:.4f} (at 1 voxel)" if _is_number(f_score) else "F-score n/a",
+        f"occupancy PSNR {psnr:.2f} dB" if _is_number(psnr) else "occupancy PSNR n/a",
+    ]
+    shown = ("psnr", "ms_ssim", *SHAPE_METRICS)  # ms_ssim: always None for shapes
+    parts += [f"{key} {_value(value)}" for key, value in quality.items() if key not in shown]
+    return ", ".join(parts)
+
+
+#: What a shape without a source file was fitted from, by its configured kind.
+_SHAPE_OBJECTS = {
+    "trimesh": "a trimesh object",
+    "open3d_mesh": "an open3d mesh",
+    "points_array": "a numpy array",
+    "torch_points": "a torch tensor",
+    "trimesh_points": "a trimesh point cloud",
+    "open3d_points": "an open3d point cloud",
+    "numpy_voxels": "a numpy grid",
+    "torch_voxels": "a torch grid",
+}
+
+
+def _shape_source(shape: dict[str, Any]) -> str:
+    return shape["source"] or _SHAPE_OBJECTS.get(shape["kind"], f"a {shape['kind']}")
+
+
+def _corners(box: list[list[float]]) -> str:
+    """``[-0.4716, -0.7368, -0.6689] to [0.4716, 0.9536, 1.049]``."""
+    return f"{_value(box[0])} to {_value(box[1])}"
 
 
 def _video_source_text(video: dict[str, Any]) -> str:

@@ -1,5 +1,7 @@
 """Write a decoded object (numpy array, torch tensor or PIL image) as .png, .tif or .npy; a
-decoded video as a video file (.mp4, .mkv, ...) or a folder of PNG frames."""
+decoded video as a video file (.mp4, .mkv, ...) or a folder of PNG frames; a decoded shape
+as a mesh file (.obj, .ply, .stl, .off, .glb) or a point-cloud file (.ply, .xyz, .pcd).
+Every file is written atomically: a temporary file in the same folder, then ``os.replace``."""
 
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ from neurep.modalities._video_io import WRITE_FORMATS, import_av, write_frames, 
 IMAGE_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
 OUTPUT_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 VIDEO_SUFFIXES = tuple(WRITE_FORMATS)  # .mp4, .m4v, .mov, .mkv, .avi, .webm
+#: What each kind of shape decode is written as (trimesh; .pcd through open3d).
+MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb")
+POINT_SUFFIXES = (".ply", ".xyz", ".pcd")
+SHAPE_FILE_SUFFIXES = tuple(dict.fromkeys((*MESH_SUFFIXES, *POINT_SUFFIXES)))
 
 
 def write_decoded(obj: Any, path: Path, *, channels_first: bool) -> None:
@@ -162,3 +168,57 @@ def write_frame_folder(frames: np.ndarray, folder: Path, *, overwrite: bool) -> 
             f"{folder}: the folder is not empty (pass --overwrite to replace its frame_*.png)"
         )
     return write_frames(frames, folder, overwrite=overwrite)
+
+
+# ---- shapes ------------------------------------------------------------------------------------
+
+
+def write_mesh(mesh: Any, path: Path) -> None:
+    """A ``trimesh.Trimesh`` as the mesh file ``path`` (.obj, .ply, .stl, .off, .glb)."""
+    suffix = path.suffix.lower()
+    if suffix not in MESH_SUFFIXES:
+        raise CommandError(f"{path}: a mesh is written as {', '.join(MESH_SUFFIXES)}")
+    _write_bytes(_exported(mesh, suffix), path)
+
+
+def write_points(points: np.ndarray, path: Path) -> None:
+    """``N x 3`` world points as the point-cloud file ``path`` (.ply, .xyz: trimesh;
+    .pcd: open3d)."""
+    suffix = path.suffix.lower()
+    if suffix not in POINT_SUFFIXES:
+        raise CommandError(f"{path}: points are written as {', '.join(POINT_SUFFIXES)}")
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if suffix == ".pcd":
+        _write_pcd(points, path)
+        return
+    from neurep.modalities._shape_grid import import_trimesh
+
+    _write_bytes(_exported(import_trimesh().PointCloud(points), suffix), path)
+
+
+def _exported(geometry: Any, suffix: str) -> bytes:
+    data = geometry.export(file_type=suffix.lstrip("."))
+    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+
+def _write_bytes(data: bytes, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _write_pcd(points: np.ndarray, path: Path) -> None:
+    from neurep.modalities._shape_grid import import_open3d
+
+    open3d = import_open3d()
+    cloud = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(points))
+    temporary = path.with_name(f".{path.stem}.partial.pcd")  # open3d goes by the suffix
+    try:
+        if not open3d.io.write_point_cloud(str(temporary), cloud):
+            raise CommandError(f"{path}: open3d could not write the point cloud")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -1,5 +1,13 @@
 """``neurep fit INPUT -o OUT.nrep``: fit a neural datum to a file (or a folder of video
-frames) and save it."""
+frames) and save it.
+
+The modality is guessed from the file (``--modality`` forces one): images, ``.npy`` arrays,
+video files, meshes (.obj .ply .stl .off .glb .gltf) and point clouds (.pcd .xyz, .ply
+without faces). A ``.npy`` file is read by the array modality, or with ``--modality voxels``
+(a bool ``D x H x W`` grid) or ``--modality points`` (``N x 3``) as a shape. Read options
+(``--frames``/``--size`` for video, ``--resolution``/``--fill`` for shapes) reach
+:func:`neurep.fit` only when given; a modality that does not take one refuses it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from pathlib import Path
 from neurep.cli._common import (
     PROG,
     CommandError,
+    describe_error,
     existing_file,
     frame_range,
     frame_size,
@@ -18,23 +27,28 @@ from neurep.cli._common import (
     positive_int,
     run_command,
 )
-from neurep.cli._summary import derive, fps_text, quality_text
+from neurep.cli._summary import derive, fps_text, quality_text, shape_counts_text
 
 PRECISIONS = ("float32", "float16", "bfloat16", "int8", "int7", "int6", "int5", "int4")
+#: neurep.modalities._shape_grid.FILL_CHOICES (not imported: building the parser stays light).
+FILLS = ("auto", "solid", "shell")
+#: Modalities that read a .npy file's array (loaded here: they take arrays, not paths).
+NPY_SHAPE_MODALITIES = ("voxels", "points")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} fit",
         description="Fit a small network to one datum (an image file, a .npy array, a video "
-        "file, or a folder of frame images with --modality video) and save its neural form "
-        "as a .nrep file.",
+        "file, a folder of frame images with --modality video, a mesh or a point cloud) and "
+        "save its neural form as a .nrep file.",
     )
     parser.add_argument(
         "input",
         metavar="INPUT",
         help="image (PNG/JPEG/TIFF/WebP), .npy file, video file (mp4/mov/mkv/avi/webm/...), "
-        "or a folder of frame images (with --modality video)",
+        "a folder of frame images (with --modality video), mesh (.obj/.ply/.stl/.off/.glb/"
+        ".gltf) or point cloud (.pcd/.xyz, .ply without faces)",
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT.nrep", help="file to write")
     parser.add_argument("--preset", default="balanced", help="fitting preset (default: balanced)")
@@ -59,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
-        "--modality", default=None, help="force a modality (image, array, ...) instead of guessing"
+        "--modality",
+        default=None,
+        help="force a modality (image, array, video, mesh, points, voxels) instead of "
+        "guessing; a .npy file of a bool DxHxW grid needs --modality voxels (else it is an "
+        "array), of Nx3 points --modality points",
     )
     parser.add_argument(
         "--precision",
@@ -92,6 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WxH",
         help="resize every frame to W x H pixels when reading, e.g. 640x360",
     )
+    shapes = parser.add_argument_group("3-D shape read options (mesh, points)")
+    shapes.add_argument(
+        "--resolution",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="voxels a side of the occupancy cube (4 to 256; default 32)",
+    )
+    shapes.add_argument(
+        "--fill",
+        default=None,
+        choices=FILLS,
+        help="mesh only: auto (default) fills watertight meshes solid and keeps open ones as "
+        "a surface shell; solid or shell forces one",
+    )
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     return parser
@@ -111,41 +144,104 @@ def _fit(args: argparse.Namespace) -> int:
     if args.frozen_encoder:
         preset = preset.with_overrides(train_encoder=False)
     # Read options only when given: a modality that takes none (image) refuses them.
-    options = {
-        name: value
-        for name, value in (("frames", args.frames), ("size", args.size))
-        if value is not None
-    }
-    datum = neurep.fit(
-        str(source),
-        modality=args.modality,
-        preset=preset,
-        steps=args.steps,
-        epochs=args.epochs,
-        seed=args.seed,
-        precision=args.precision,
-        bpp=args.bpp,
-        max_bytes=args.max_bytes,
-        psnr=args.psnr,
-        progress=not args.quiet,
-        device=args.device,
-        **options,
+    given = (
+        ("frames", args.frames),
+        ("size", args.size),
+        ("resolution", args.resolution),
+        ("fill", args.fill),
     )
+    options = {name: value for name, value in given if value is not None}
+    loaded = _npy_shape(source, args.modality)
+    obj = _read_npy(source) if loaded else str(source)
+    _check_read_options(source, obj, args.modality, options)
+    try:
+        datum = neurep.fit(
+            obj,
+            modality=args.modality,
+            preset=preset,
+            steps=args.steps,
+            epochs=args.epochs,
+            seed=args.seed,
+            precision=args.precision,
+            bpp=args.bpp,
+            max_bytes=args.max_bytes,
+            psnr=args.psnr,
+            progress=not args.quiet,
+            device=args.device,
+            **options,
+        )
+    except neurep.NeurepError as error:
+        if not loaded:
+            raise
+        # the modality was given the array, not the file: say which file it came from
+        raise CommandError(f"{source}: {describe_error(error)}") from None
     file_bytes = datum.save(target)
     if not args.quiet:
-        metadata = datum.metadata
-        derived = derive(metadata, file_bytes)
-        size = f"{file_bytes:,} bytes"
-        if derived["bpp"] is not None:
-            size += f", {derived['bpp']:.4f} bpp"
-        video = derived["video"]
-        if video is not None:
-            size = (
-                f"{video['frames']:,} frames {video['width']}x{video['height']} at "
-                f"{fps_text(video['fps'])}, {size}"
-            )
-        print(f"{source} -> {target}: {size}, {quality_text(metadata.get('quality'))}")
+        print(f"{source} -> {target}: {_summary(datum.metadata, file_bytes)}")
     return 0
+
+
+def _summary(metadata: dict, file_bytes: int) -> str:
+    """What the fit made: size (and bpp where it applies), the clip or the shape's grid and
+    counts, and quality (a shape's IoU, Chamfer-L1 and F-score before its occupancy PSNR)."""
+    derived = derive(metadata, file_bytes)
+    size = f"{file_bytes:,} bytes"
+    if derived["bpp"] is not None:
+        size += f", {derived['bpp']:.4f} bpp"
+    video, shape = derived["video"], derived["shape"]
+    if video is not None:
+        size = (
+            f"{video['frames']:,} frames {video['width']}x{video['height']} at "
+            f"{fps_text(video['fps'])}, {size}"
+        )
+    if shape is not None:
+        size = (
+            f"{shape['modality']} of {shape_counts_text(shape)}, {shape['grid']} grid "
+            f"({shape['fill']}), {size}"
+        )
+    return f"{size}, {quality_text(metadata.get('quality'), shape=shape is not None)}"
+
+
+def _check_read_options(source: Path, obj, modality: str | None, options: dict) -> None:
+    """CommandError naming the flags the modality that reads ``obj`` does not take (an
+    input no modality reads is left to :func:`neurep.fit` to report)."""
+    from neurep.errors import NeurepError
+    from neurep.modalities import resolve
+
+    try:
+        adapter = resolve(obj, modality)
+    except NeurepError:
+        return
+    unknown = [name for name in options if name not in adapter.read_options]
+    if unknown:
+        flags = " and ".join(f"--{name}" for name in unknown)
+        takes = ", ".join(f"--{name}" for name in adapter.read_options) or "none"
+        raise CommandError(
+            f"{source}: {flags} {'does' if len(unknown) == 1 else 'do'} not apply to "
+            f"{adapter.name} input (the {adapter.name} modality takes no option "
+            f"{', '.join(map(repr, unknown))}; its read options: {takes})"
+        )
+
+
+def _npy_shape(path: Path, modality: str | None) -> bool:
+    """Whether ``path`` is a .npy file for a shape modality (which takes arrays, not paths);
+    CommandError for a voxels fit of anything but a .npy file."""
+    is_npy = path.suffix.lower() == ".npy"
+    if modality == "voxels" and not is_npy:
+        raise CommandError(
+            f"{path}: --modality voxels reads a .npy file of a bool DxHxW array; fit a mesh "
+            "or point-cloud file with --modality mesh or points (or let neurep guess)"
+        )
+    return is_npy and modality in NPY_SHAPE_MODALITIES
+
+
+def _read_npy(path: Path):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as error:  # not a .npy file, or an object (pickled) array
+        raise CommandError(f"{path}: cannot be read as a .npy array ({error})") from None
 
 
 def _input_path(path_text: str, modality: str | None) -> Path:

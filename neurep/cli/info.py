@@ -1,4 +1,10 @@
-"""``neurep info IN.nrep [--json]``: what a ``.nrep`` file holds, read from its metadata only."""
+"""``neurep info IN.nrep [--json]``: what a ``.nrep`` file holds, read from its metadata only.
+
+Every file: modality and configuration, decoder, weights, embedding, bytes (and bpp for
+images and video), quality, fit settings. A video adds its frames, rate, size and source; a
+3-D shape (mesh, points, voxels) its grid, fill, pitch, world bounds, the input's counts,
+bits per voxel, and IoU, Chamfer-L1, F-score and occupancy PSNR (bpp does not apply).
+"""
 
 from __future__ import annotations
 
@@ -18,15 +24,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Summarise a .nrep file: modality, original shape and dtype, decoder and "
         "parameter count, embedding, file bytes, bpp, precision, measured quality, fit "
         "settings; for a video also frames, fps, resolution, duration, per-frame PSNR and "
-        "the source's codec, pixel format, frame range and ignored streams. Reads the "
-        "metadata only, never the weights.",
+        "the source's codec, pixel format, frame range and ignored streams; for a 3-D shape "
+        "its grid, fill, pitch, world bounds, source vertices/faces or points, bits per voxel, "
+        "IoU, Chamfer-L1, F-score and occupancy PSNR. Reads the metadata only, never the "
+        "weights.",
     )
     parser.add_argument("input", metavar="IN.nrep", help="the .nrep file")
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print JSON: the derived fields (file_bytes, bpp, psnr, ms_ssim, and 'video': "
-        "frames, fps, fps_decimal, width, height, duration_s, ...) and the full 'metadata'",
+        help="print JSON: the derived fields (file_bytes, bpp, psnr, ms_ssim, 'video': "
+        "frames, fps, fps_decimal, width, height, duration_s, ...; 'shape': grid_shape, fill, "
+        "pitch, bounds, vertices, faces, points, iou, chamfer_l1, f_score, ...; each null "
+        "where it does not apply) and the full 'metadata'",
     )
     return parser
 
