@@ -5,7 +5,8 @@
     >>> datum.save("kodim01.nrep")                   # doctest: +SKIP
     >>> image = neurep.load("kodim01.nrep").decode()  # doctest: +SKIP
 
-The top-level verbs are :func:`fit`, :func:`load`, :func:`save` and :func:`open`; everything
+The top-level verbs are :func:`fit`, :func:`load`, :func:`save` and :func:`open`, and
+:func:`convert` for many items at once (:mod:`neurep.conversion`); everything
 else lives in subpackages (``neurep.nn``, ``neurep.models``, ``neurep.modalities``,
 ``neurep.formats``, ``neurep.fitting``, ``neurep.cli``).
 """
@@ -30,6 +31,7 @@ __all__ = [
     "ResourceLimitError",
     "UnsupportedVersionError",
     "__version__",
+    "convert",
     "fit",
     "load",
     "open",
@@ -43,4 +45,8 @@ def __getattr__(name: str):
         from neurep import api
 
         return getattr(api, name)
+    if name == "convert":
+        from neurep.conversion import convert
+
+        return convert
     raise AttributeError(f"module 'neurep' has no attribute {name!r}")

@@ -10,9 +10,16 @@ from neurep._version import __version__
 from neurep.cli._common import EXIT_USAGE, PROG
 
 COMMANDS = {
-    "fit": ("neurep.cli.fit", "fit a neural datum to a file and save it as .nrep"),
-    "decode": ("neurep.cli.decode", "decode a .nrep file to an image, video, PNG frames or .npy"),
+    "fit": (
+        "neurep.cli.fit",
+        "fit a neural datum to a file (image, video, mesh, ...) and save it as .nrep",
+    ),
+    "decode": (
+        "neurep.cli.decode",
+        "decode a .nrep file to an image, video, frames, mesh, point cloud or .npy",
+    ),
     "info": ("neurep.cli.info", "summarise a .nrep file from its metadata"),
+    "convert": ("neurep.cli.convert", "fit every item of a folder, glob, list or HDF5 file"),
 }
 
 

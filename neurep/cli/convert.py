@@ -1,0 +1,166 @@
+"""``neurep convert SOURCE -o OUT_DIR``: fit every item of a folder, glob, list of paths or
+HDF5 dataset, one ``.nrep`` per item plus ``OUT_DIR/index.jsonl``; resumable."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from neurep.cli._common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    PROG,
+    CommandError,
+    parse_args,
+    positive_int,
+    run_command,
+)
+
+# The storage precisions neurep.fit takes (neurep.formats.quantize.PRECISIONS; not imported
+# here so that --help does not import torch).
+PRECISIONS = ("float32", "float16", "bfloat16", "int8", "int7", "int6", "int5", "int4")
+
+EPILOG = """\
+SOURCE is a folder (searched recursively for files of every modality neurep knows, by
+extension), a quoted glob ('photos/**/*.jpg'), a text file listing one path a line, or an
+HDF5 file with --key NAME, whose rows are the items (N x H x W x C images, N x D x H x W
+volumes, N x L signals), read one row at a time.
+
+OUT_DIR gets one .nrep per item at the item's relative path (a/b.png -> a/b.nrep; HDF5
+rows: NAME/000123.nrep) and index.jsonl, one JSON line per finished item (source, its
+sha256, output, bytes, quality, fit seconds, settings hash, neurep version, status "ok" or
+"error" with the message).
+
+Rerunning the same command converts only what is missing: a run stopped at any moment
+loses no finished item. Items converted before with other settings are left alone (and
+named) unless --force. A corrupt item is recorded as an error and the run goes on; the
+exit status is then 1.
+
+On a Dask cluster (--scheduler), every worker needs neurep installed and the same paths to
+SOURCE and OUT_DIR (a shared folder). Start one with
+  dask scheduler --host HOST --port 8786
+  dask worker tcp://HOST:8786 --nthreads 1 --nworkers 4     (on each machine)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} convert",
+        description="Fit a neural datum to every item of a folder, glob, list of paths or "
+        "HDF5 dataset, and save one .nrep per item, with an index; resumable.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", metavar="SOURCE", help="folder, glob, list file or HDF5 file")
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUT_DIR", help="output folder (created)"
+    )
+    parser.add_argument(
+        "--key", default=None, metavar="NAME", help="HDF5 dataset whose rows are the items"
+    )
+    fit = parser.add_argument_group("fit options (as neurep fit)")
+    fit.add_argument("--preset", default="balanced", help="fitting preset (default: balanced)")
+    length = fit.add_mutually_exclusive_group()
+    length.add_argument(
+        "--steps", type=positive_int, default=None, help="optimisation steps (default: preset's)"
+    )
+    length.add_argument(
+        "--epochs", type=positive_int, default=None, help="passes over a video's frames"
+    )
+    fit.add_argument(
+        "--frozen-encoder",
+        action="store_true",
+        help="fit the decoder alone to the untrained encoder's embedding (about 2x faster)",
+    )
+    fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    fit.add_argument(
+        "--modality",
+        default=None,
+        help="force a modality (image, array, ...); a folder then yields only its files",
+    )
+    fit.add_argument(
+        "--precision",
+        default=None,
+        choices=PRECISIONS,
+        help="storage precision of the decoder weights (default: int8, or chosen by a budget)",
+    )
+    budget = fit.add_mutually_exclusive_group()
+    budget.add_argument("--bpp", type=float, default=None, help="size budget in bits per pixel")
+    budget.add_argument(
+        "--max-bytes", type=positive_int, default=None, help="size budget in bytes of each file"
+    )
+    fit.add_argument("--psnr", type=float, default=None, help="quality target in dB")
+    fit.add_argument("--device", default=None, help="torch device (default: CUDA when there)")
+    where = parser.add_argument_group("where items run (choose one)")
+    parallel = where.add_mutually_exclusive_group()
+    parallel.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="local worker processes, each with cores/N torch threads (default: 1, this one)",
+    )
+    parallel.add_argument(
+        "--dask-local",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="start a Dask LocalCluster of N workers on this machine",
+    )
+    parallel.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="submit to the running Dask scheduler at this address",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="refit items converted before with other settings"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no closing summary"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    return args if isinstance(args, int) else run_command(_convert, args)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from neurep.conversion import convert
+    from neurep.fitting.presets import PRESETS
+
+    if args.preset not in PRESETS:
+        raise CommandError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+    preset = PRESETS[args.preset] if args.frozen_encoder else args.preset
+    if args.frozen_encoder:
+        preset = preset.with_overrides(train_encoder=False)
+    report = convert(
+        args.source,
+        args.output,
+        key=args.key,
+        workers=args.workers,
+        dask_local=args.dask_local,
+        scheduler=args.scheduler,
+        force=args.force,
+        progress=not args.quiet,
+        preset=preset,
+        steps=args.steps,
+        epochs=args.epochs,
+        seed=args.seed,
+        modality=args.modality,
+        precision=args.precision,
+        bpp=args.bpp,
+        max_bytes=args.max_bytes,
+        psnr=args.psnr,
+        device=args.device,
+    )
+    if not args.quiet:
+        print(report.summary())
+    failure = report.failure_line()
+    if failure is None:
+        return EXIT_OK
+    print(f"{PROG}: {failure}", file=sys.stderr)
+    return EXIT_ERROR
