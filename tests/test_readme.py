@@ -48,6 +48,10 @@ def test_readme_command_line_examples_run(tmp_path, monkeypatch):
 
     clip = np.stack([np.roll(photo, 2 * t, axis=1) for t in range(12)])  # (12, 24, 32, 3)
     write_video(clip, "clip.mp4", "24/1")
+    import trimesh
+
+    chair = trimesh.creation.box((0.6, 1.0, 0.5))
+    chair.export("chair.obj")
     for argv in examples:
         assert main(argv) == 0, f"neurep {' '.join(argv)} failed"
     decoded = np.asarray(Image.open("photo.decoded.png"))
@@ -57,6 +61,9 @@ def test_readme_command_line_examples_run(tmp_path, monkeypatch):
     with av.open("out.mp4") as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert len(frames) == 6 and frames[0].shape == (180, 320, 3)
+    mesh = trimesh.load("chair.decoded.obj")
+    assert len(mesh.faces) > 0  # marching cubes of the decoded occupancy, in world units
+    assert abs(mesh.bounds - chair.bounds).max() <= 2 * 1.0 / (16 - 3)
 
 
 def _readme_fit_signature() -> list[tuple[str, str, str]]:

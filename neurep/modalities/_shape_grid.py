@@ -20,6 +20,7 @@ __all__ = [
     "FILL_CHOICES",
     "GridFrame",
     "cube_frame",
+    "enclosed_voxels",
     "grid_to_mesh",
     "import_open3d",
     "import_skimage_measure",
@@ -98,10 +99,14 @@ def cube_frame(low: np.ndarray, high: np.ndarray, resolution: int, margin: int) 
     Raises InputError for a box that is not finite or has (numerically) zero extent.
     """
     low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-    extent = float(np.max(high - low))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked for below
+        extent = float(np.max(high - low))
     magnitude = float(np.max(np.abs(np.concatenate([low, high]))))
     if not (np.isfinite(extent) and np.isfinite(magnitude)):
-        raise InputError("the shape's bounding box is not finite")
+        raise InputError(
+            f"the shape's bounding box ({low.tolist()} to {high.tolist()}) is not finite or "
+            "too large for float64"
+        )
     if extent <= RELATIVE_EXTENT_FLOOR * max(1.0, magnitude):
         raise InputError(
             f"the shape has zero extent (its bounding box is {low.tolist()} to "
@@ -109,23 +114,49 @@ def cube_frame(low: np.ndarray, high: np.ndarray, resolution: int, margin: int) 
         )
     span = resolution - 1 - 2 * margin
     pitch = extent / span
-    centre = (low + high) / 2
-    origin = centre - pitch * (resolution - 1) / 2
+    origin = low + (high - low) / 2 - pitch * (resolution - 1) / 2
+    with np.errstate(over="ignore"):
+        far = origin + pitch * (resolution - 1)
+    if not np.isfinite(far).all():  # the grid would reach past the float64 limit
+        raise InputError(
+            f"the shape's bounding box ({low.tolist()} to {high.tolist()}) is too large for float64"
+        )
     return GridFrame((resolution,) * 3, tuple(float(v) for v in origin), float(pitch))
 
 
 def voxelize_mesh(mesh: Any, frame: GridFrame, solid: bool) -> np.ndarray:
     """A trimesh mesh -> ``frame.shape`` bool occupancy: trimesh's surface voxelisation in the
     frame's voxel coordinates, filled (``VoxelGrid.fill``) when ``solid``."""
-    local = mesh.copy()
-    local.apply_translation(-np.asarray(frame.origin))
-    local.apply_scale(1.0 / frame.pitch)  # voxel (i, j, k) now has its centre at (i, j, k)
+    if not len(mesh.faces):  # an empty decode: trimesh cannot voxelise nothing
+        return np.zeros(frame.shape, dtype=bool)
+    # in voxel coordinates, where voxel (i, j, k) has its centre at (i, j, k)
+    local = import_trimesh().Trimesh(frame.to_index(mesh.vertices), mesh.faces, process=False)
+    local.remove_unreferenced_vertices()  # a stray vertex would stretch trimesh's dense grid
     voxels = local.voxelized(pitch=1.0)
     if solid:
         voxels = voxels.fill()
     offset = np.round(voxels.transform[:3, 3]).astype(np.int64)
     indices = np.argwhere(voxels.matrix) + offset  # (N, 3)
     return _indices_to_grid(indices, frame.shape)
+
+
+def enclosed_voxels(mesh: Any, frame: GridFrame) -> np.ndarray:
+    """A closed trimesh mesh -> ``frame.shape`` bool grid, true where a voxel's centre is
+    inside it (open3d's ray casting, the majority of three rays).
+
+    This inverts :func:`grid_to_mesh` exactly: its surface passes between the voxels it
+    separates, where a surface voxelisation would also mark the empty voxel beside it.
+    """
+    if not len(mesh.faces):
+        return np.zeros(frame.shape, dtype=bool)
+    open3d = import_open3d()
+    scene = open3d.t.geometry.RaycastingScene()
+    vertices = frame.to_index(mesh.vertices).astype(np.float32)  # voxel coordinates: small
+    faces = np.asarray(mesh.faces, dtype=np.uint32)
+    scene.add_triangles(open3d.core.Tensor(vertices), open3d.core.Tensor(faces))
+    centres = np.indices(frame.shape, dtype=np.float32).reshape(3, -1).T  # (N, 3)
+    inside = scene.compute_occupancy(open3d.core.Tensor(centres), nsamples=3).numpy()
+    return inside.reshape(frame.shape) > 0.5
 
 
 def voxelize_points(points: np.ndarray, frame: GridFrame) -> np.ndarray:
@@ -163,7 +194,9 @@ def grid_to_mesh(occupancy: np.ndarray, frame: GridFrame, level: float = 0.5) ->
         return trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
     measure = import_skimage_measure()
     vertices, faces, _, _ = measure.marching_cubes(values, level=level)
-    mesh = trimesh.Trimesh(frame.to_world(vertices - 1.0), faces, process=False)
-    if mesh.volume < 0:  # scikit-image's winding depends on the gradient's sign
-        mesh.invert()
-    return mesh
+    vertices = vertices - 1.0  # (V, 3) voxel coordinates of the unpadded grid
+    # scikit-image's winding depends on the gradient's sign: make the volume positive, in
+    # voxel coordinates (in world ones it may overflow); the frame's map keeps the winding
+    if trimesh.Trimesh(vertices, faces, process=False).volume < 0:
+        faces = np.ascontiguousarray(faces[:, ::-1])
+    return trimesh.Trimesh(frame.to_world(vertices), faces, process=False)

@@ -56,6 +56,7 @@ from neurep.modalities._shape_grid import (
     FILL_CHOICES,
     GridFrame,
     cube_frame,
+    enclosed_voxels,
     grid_to_mesh,
     import_open3d,
     import_trimesh,
@@ -93,7 +94,13 @@ _DEFAULT_KIND = {
     "numpy_voxels": "voxels",
     "torch_voxels": "voxels",
 }
-_FILLS = ("solid", "shell", "points", "grid")
+#: The kinds and fills each modality's configuration may hold.
+_KINDS = {
+    "mesh": ("trimesh", "open3d_mesh"),
+    "points": ("points_array", "torch_points", "trimesh_points", "open3d_points"),
+    "voxels": ("numpy_voxels", "torch_voxels"),
+}
+_FILLS = {"mesh": ("solid", "shell"), "points": ("points",), "voxels": ("grid",)}
 
 
 @dataclass(frozen=True)
@@ -173,7 +180,8 @@ class ShapeAdapter(ModalityAdapter):
                 f"{type(self).__name__}.from_signal expects a tensor of shape {expected}, got "
                 f"{describe(signal)}"
             )
-        return signal[0, 0].detach().to("cpu", torch.float32).numpy()
+        occupancy = signal[0, 0].detach().to("cpu", torch.float32).numpy()
+        return np.nan_to_num(occupancy, nan=0.0)  # NaN is empty for every kind of decode
 
     def signal_shape(self) -> tuple[int, ...]:
         return (1, 1, *self.configuration.grid_shape)
@@ -200,17 +208,18 @@ class ShapeAdapter(ModalityAdapter):
         IoU and occupancy PSNR from the decoded probabilities, surface metrics from the
         decoded mesh (points: the decoded voxel centres)."""
         reference_grid, reference_surface = self._reference(original)
-        occupancy = self._occupancy(datum.decode_signal())
-        kind = "points" if self.name == "points" else "mesh"
-        decoded = self.from_signal(datum.decode_signal(), kind=kind)
+        signal = datum.decode_signal()  # (1, 1, D, H, W) probabilities
+        occupancy = self._occupancy(signal)
+        decoded = self.from_signal(signal, kind="points" if self.name == "points" else "mesh")
         return self._metrics(reference_grid, reference_surface, occupancy, decoded)
 
     def quality(self, original: Any, decoded: Any) -> dict[str, Any]:
         """The shape metrics of any decode of this datum (``decode()``, or ``decode(kind=
         ...)``) against ``original``; a mesh or points decode is voxelised in the datum's
-        frame for IoU, and occupancy PSNR is then measured on 0/1 values."""
+        frame for IoU (a mesh: the voxels whose centres it encloses), and occupancy PSNR is
+        then measured on 0/1 values."""
         reference_grid, reference_surface = self._reference(original)
-        occupancy = self._grid_of(decoded).astype(np.float32)
+        occupancy = self._grid_of(decoded, decoded=True).astype(np.float32)
         return self._metrics(reference_grid, reference_surface, occupancy, decoded)
 
     def _metrics(
@@ -218,13 +227,18 @@ class ShapeAdapter(ModalityAdapter):
     ) -> dict[str, Any]:
         psnr = shape_metrics.occupancy_psnr(occupancy, reference)
         decoded_surface = _surface_of(decoded, self.frame, occupancy)
+        # measured in voxels (huge world coordinates overflow areas and squared distances),
+        # then Chamfer in world units
+        pitch = float(self.configuration.pitch)
         low, high = (np.asarray(bound, dtype=np.float64) for bound in self.configuration.bounds)
         distances = shape_metrics.surface_distances(
             reference_surface,
             decoded_surface,
-            tau=float(self.configuration.pitch),
-            diagonal=float(np.linalg.norm(high - low)),
+            tau=1.0,
+            diagonal=float(np.linalg.norm((high - low) / pitch)),
         )
+        if distances["chamfer_l1"] is not None:
+            distances["chamfer_l1"] *= pitch
         return {
             "psnr": psnr,
             "ms_ssim": None,
@@ -234,33 +248,46 @@ class ShapeAdapter(ModalityAdapter):
         }
 
     def _reference(self, original: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """The input's grid and surface samples (from what from_object read, if it was
-        ``original``; else ``original`` is read again with this datum's settings)."""
+        """The input's grid and surface samples in voxel coordinates (from what from_object
+        read, if it was ``original``; else ``original`` is read again with this datum's
+        settings)."""
         source = self._input
         if source is None or source[2] is not original:
             adapter, _ = self.read_again(original)
+            if adapter.frame != self.frame:
+                raise ValueError(
+                    f"{describe(original)} is not this datum's input: it voxelises into another "
+                    "grid frame"
+                )
             source = adapter._input
         geometry, grid, _ = source
         if geometry is None:  # a voxel grid: its own surface
-            surface = shape_metrics.surface_samples(grid_to_mesh(grid, self.frame))
+            surface = shape_metrics.surface_samples(grid_to_mesh(grid, _voxel_frame(self.frame)))
         elif geometry.is_mesh:
-            surface = shape_metrics.surface_samples(geometry.trimesh())
+            surface = shape_metrics.surface_samples(_in_voxels(geometry.trimesh(), self.frame))
         else:
-            surface = shape_metrics.surface_samples(points=geometry.points)
+            surface = shape_metrics.surface_samples(points=self.frame.to_index(geometry.points))
         return grid, surface
 
     def read_again(self, original: Any) -> tuple[ShapeAdapter, torch.Tensor]:
         """``original`` read with this datum's settings (its grid must match)."""
         raise NotImplementedError
 
-    def _grid_of(self, obj: Any) -> np.ndarray:
-        """A bool grid in this datum's frame of a grid, a mesh or points (any container)."""
+    def _grid_of(self, obj: Any, decoded: bool = False) -> np.ndarray:
+        """A bool grid in this datum's frame of a grid, a mesh or points (any container).
+
+        A mesh is voxelised as the input was, or, ``decoded`` (a marching-cubes surface of
+        this frame), as the voxels whose centres it encloses."""
+        if is_path(obj) or is_trimesh(obj, "Scene"):  # an input no decode is: read it again
+            return self._reference(obj)[0]
         if isinstance(obj, np.ndarray | torch.Tensor) and obj.ndim == 3:
             grid = np.asarray(obj.detach().cpu() if isinstance(obj, torch.Tensor) else obj)
             if grid.shape != tuple(self.configuration.grid_shape):
                 raise ValueError(f"a grid of shape {grid.shape} is not this datum's")
             return grid >= 0.5 if grid.dtype != bool else grid
         mesh = _as_trimesh(obj)
+        if mesh is not None and decoded:
+            return enclosed_voxels(mesh, self.frame)
         if mesh is not None:
             return voxelize_mesh(mesh, self.frame, solid=self.configuration.fill == "solid")
         return voxelize_points(_points_of(obj), self.frame)
@@ -307,7 +334,7 @@ class MeshAdapter(ShapeAdapter):
         mesh = geometry.trimesh()
         low, high = mesh.bounds
         frame = cube_frame(low, high, resolution, MARGIN)
-        solid = _is_watertight(mesh) if fill == "auto" else fill == "solid"
+        solid = _is_watertight(mesh, frame) if fill == "auto" else fill == "solid"
         grid = voxelize_mesh(mesh, frame, solid)
         return _adapter(cls, geometry, frame, grid, "solid" if solid else "shell", obj)
 
@@ -410,8 +437,10 @@ def _adapter(
         vertices, faces, source, dtype = int(grid.sum()), 0, None, "bool"
     else:
         coordinates = geometry.coordinates
+        if geometry.is_mesh:  # the vertices its faces use, as the frame was placed around
+            coordinates = coordinates[np.unique(geometry.faces)]
         low, high = coordinates.min(axis=0).tolist(), coordinates.max(axis=0).tolist()
-        vertices = len(coordinates)
+        vertices = len(geometry.coordinates)
         faces = len(geometry.faces) if geometry.is_mesh else 0
         source, dtype, kind = geometry.source, geometry.dtype, geometry.kind
     configuration = ShapeConfiguration(
@@ -442,9 +471,12 @@ def _resolution(value: Any) -> int:
     return int(value)
 
 
-def _is_watertight(mesh: Any) -> bool:
-    """Watertight once coincident vertices are merged (texture and normal seams split them)."""
-    merged = mesh.copy()
+def _is_watertight(mesh: Any, frame: GridFrame) -> bool:
+    """Watertight once coincident vertices are merged (texture and normal seams split them);
+    judged in voxel coordinates, where trimesh's merging tolerance suits any scale."""
+    local = frame.to_index(mesh.vertices)  # (V, 3)
+    merged = import_trimesh().Trimesh(local, np.asarray(mesh.faces), process=False)
+    merged.remove_unreferenced_vertices()
     merged.merge_vertices(merge_tex=True, merge_norm=True)
     return bool(merged.is_watertight)
 
@@ -480,14 +512,24 @@ def _points_of(obj: Any) -> np.ndarray:
 
 
 def _surface_of(decoded: Any, frame: GridFrame, occupancy: np.ndarray) -> np.ndarray | None:
-    """Surface samples of a decode: a mesh's surface, points as they are, a grid's marching
-    cubes surface."""
+    """Surface samples of a decode in ``frame``'s voxel coordinates: a mesh's surface, points
+    as they are, a grid's marching cubes surface."""
+    if isinstance(decoded, np.ndarray | torch.Tensor) and decoded.ndim == 3:
+        return shape_metrics.surface_samples(grid_to_mesh(occupancy, _voxel_frame(frame)))
     mesh = _as_trimesh(decoded)
-    if mesh is None and isinstance(decoded, np.ndarray | torch.Tensor) and decoded.ndim == 3:
-        mesh = grid_to_mesh(occupancy, frame)
     if mesh is not None:
-        return shape_metrics.surface_samples(mesh)
-    return shape_metrics.surface_samples(points=_points_of(decoded))
+        return shape_metrics.surface_samples(_in_voxels(mesh, frame))
+    return shape_metrics.surface_samples(points=frame.to_index(_points_of(decoded)))
+
+
+def _voxel_frame(frame: GridFrame) -> GridFrame:
+    """``frame``'s grid with world coordinates equal to voxel indices."""
+    return GridFrame(frame.shape, (0.0, 0.0, 0.0), 1.0)
+
+
+def _in_voxels(mesh: Any, frame: GridFrame) -> Any:
+    """A trimesh mesh moved into ``frame``'s voxel coordinates."""
+    return import_trimesh().Trimesh(frame.to_index(mesh.vertices), mesh.faces, process=False)
 
 
 def _as_open3d_mesh(mesh: Any) -> Any:
@@ -520,34 +562,50 @@ def _torch_float(name: str | None) -> torch.dtype | None:
     return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None
 
 
+def _torch_point_dtype(name: str | None) -> bool:
+    """Whether ``name`` is a torch integer or floating dtype (what point tensors may be)."""
+    dtype = getattr(torch, name, None) if isinstance(name, str) else None
+    return isinstance(dtype, torch.dtype) and (
+        dtype.is_floating_point or name.startswith(("int", "uint"))
+    )
+
+
 def _check_configuration(config: ShapeConfiguration, name: str) -> None:
     problems = []
-    if config.kind not in _DEFAULT_KIND:
+    if config.kind not in _KINDS.get(name, ()):
         problems.append(f"unknown kind {config.kind!r}")
     shape = config.grid_shape
-    if len(shape) != 3 or min(shape, default=0) < 1 or math.prod(shape) > MAX_GRID_VOXELS:
+    good_shape = len(shape) == 3 and min(shape) >= 1 and math.prod(shape) <= MAX_GRID_VOXELS
+    if not good_shape:
         problems.append(f"bad grid_shape {shape}")
     if not _finite_numbers(config.origin, 3):
         problems.append(f"bad origin {config.origin!r:.80}")
     if not (math.isfinite(config.pitch) and config.pitch > 0):
         problems.append(f"bad pitch {config.pitch}")
-    if config.fill not in _FILLS:
+    elif good_shape and _finite_numbers(config.origin, 3):
+        far = [o + config.pitch * (s - 1) for o, s in zip(config.origin, shape, strict=True)]
+        if not all(math.isfinite(v) for v in far):  # world coordinates would overflow
+            problems.append(f"bad pitch {config.pitch}: the grid's far corner is not finite")
+    if config.fill not in _FILLS.get(name, ()):
         problems.append(f"unknown fill {config.fill!r}")
     bounds = config.bounds
     if not (
         isinstance(bounds, list) and len(bounds) == 2 and all(_finite_numbers(b, 3) for b in bounds)
-    ):
+    ) or any(low > high for low, high in zip(*bounds, strict=True)):
         problems.append(f"bad bounds {bounds!r:.80}")
     if config.vertices < 0 or config.faces < 0:
         problems.append("negative vertex or face count")
-    if config.kind == "torch_points" and not isinstance(
-        getattr(torch, str(config.dtype), None), torch.dtype
-    ):
+    if not isinstance(config.source, str | None):
+        problems.append(f"bad source {config.source!r:.40}")
+    if not isinstance(config.dtype, str | None):
+        problems.append(f"bad dtype {config.dtype!r:.40}")
+    elif config.kind == "torch_points" and not _torch_point_dtype(config.dtype):
         problems.append(f"bad dtype {config.dtype!r} for torch points")
     elif config.kind == "points_array" and config.dtype is not None:
         try:
-            np.dtype(config.dtype)
-        except TypeError:
+            if np.dtype(config.dtype).kind not in "iuf":
+                problems.append(f"bad dtype {config.dtype!r} for points")
+        except (TypeError, ValueError):
             problems.append(f"unknown dtype {config.dtype!r}")
     if problems:
         raise FormatError(f"{name} modality configuration is malformed: " + "; ".join(problems))
