@@ -48,6 +48,14 @@ def _signal_1d() -> np.ndarray:
     return (0.5 + 2.5 * np.sin(t) * np.exp(-t / 6)).astype(np.float32)
 
 
+def _voxel_ball() -> np.ndarray:
+    """A 12 x 10 x 14 bool grid: an off-centre ball with a box cut out of it."""
+    z, y, x = np.mgrid[0:12, 0:10, 0:14]
+    ball = (z - 6) ** 2 + (y - 5) ** 2 + (x - 6) ** 2 <= 16
+    ball[7:, 5:, 6:] = False
+    return ball
+
+
 # case name -> (input factory, fit keyword arguments)
 CASES: dict[str, tuple[Callable[[], np.ndarray], dict]] = {
     "image_rgb_uint8": (_rgb_image, {"precision": "float16"}),
@@ -60,6 +68,8 @@ CASES: dict[str, tuple[Callable[[], np.ndarray], dict]] = {
     "image_rgb_uint8_v1_1": (_rgb_image, {}),
     "image_gray_uint16_int5_v1_1": (_gray_image_uint16, {"precision": "int5"}),
     "array_1d_float32_v1_1": (_signal_1d, {"modality": "array", "precision": "float16"}),
+    # 3-D shapes: the shape configuration (grid, world frame) and an occupancy decode
+    "voxels_ball_v1_1": (_voxel_ball, {"steps": 60}),
 }
 
 
@@ -75,8 +85,9 @@ def main() -> int:
     for case, (make_input, options) in CASES.items():
         if case in expected and case not in regenerate:
             continue  # files users already have: never rewritten by accident
+        options = {"steps": 30, **options}
         datum = neurep.fit(
-            make_input(), preset="fast", steps=30, seed=0, progress=False, device="cpu", **options
+            make_input(), preset="fast", seed=0, progress=False, device="cpu", **options
         )
         path = FILES / f"{case}.nrep"
         size = datum.save(path)

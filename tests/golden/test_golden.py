@@ -48,7 +48,11 @@ def test_golden_file_decodes_to_the_recorded_output(case):
     decoded = np.asarray(neurep.load(FILES / f"{case}.nrep").decode())
     assert decoded.shape == tuple(EXPECTED[case]["decoded_shape"]) == expected.shape
     assert decoded.dtype.name == EXPECTED[case]["decoded_dtype"] == expected.dtype.name
-    if np.issubdtype(decoded.dtype, np.integer):
+    if decoded.dtype == bool:
+        # occupancy thresholded at 0.5: a value within rounding of it may flip on another CPU
+        assert np.mean(decoded != expected) <= 0.005
+        assert decoded.sum() > 0  # the golden shape is not an empty decode
+    elif np.issubdtype(decoded.dtype, np.integer):
         # one step of the integer type: float rounding may differ across CPUs / torch builds
         difference = np.abs(decoded.astype(np.int64) - expected.astype(np.int64))
         assert difference.max() <= 1
