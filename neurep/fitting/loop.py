@@ -70,6 +70,17 @@ def _learning_rate(step: int, steps: int, peak: float, warmup: int, final_fracti
     return peak * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def set_learning_rates(
+    optimiser: torch.optim.Optimizer, step: int, steps: int, preset: Preset
+) -> None:
+    """Each group's rate at ``step``: the schedule's rate times the group's ``lr_scale``."""
+    scheduled = _learning_rate(
+        step, steps, preset.learning_rate, preset.warmup_steps, preset.final_lr_fraction
+    )
+    for group in optimiser.param_groups:
+        group["lr"] = scheduled * group["lr_scale"]
+
+
 def _parameter_groups(
     encoder: list[torch.nn.Parameter], decoder: list[torch.nn.Parameter], preset: Preset
 ) -> list[dict]:
@@ -269,15 +280,7 @@ def fit_signal(
     step, epoch_mse = 0, []
     schedule = (part for epoch in range(steps) for part in batches.epoch())
     for step, items in zip(range(steps), schedule, strict=False):
-        scheduled = _learning_rate(
-            step,
-            steps,
-            plan.preset.learning_rate,
-            plan.preset.warmup_steps,
-            plan.preset.final_lr_fraction,
-        )
-        for group in optimiser.param_groups:
-            group["lr"] = scheduled * group["lr_scale"]
+        set_learning_rates(optimiser, step, steps, plan.preset)
         target, padded = batches.load(items)
         recon = _crop(decoder(embed(padded, items)), spatial)
         objective = _loss(recon, target, loss)

@@ -44,9 +44,9 @@ from neurep.fitting.loop import (
     FitResult,
     _Batches,
     _crop,
-    _learning_rate,
     _loss,
     _parameter_groups,
+    set_learning_rates,
     start_from_mean,
 )
 from neurep.fitting.presets import Plan
@@ -298,15 +298,7 @@ def fit_signals_stacked(
     histories: list[list[float]] = [[] for _ in range(count)]
     bar = tqdm(total=steps, desc=description, disable=not progress, leave=False, unit="step")
     for step in range(steps):
-        scheduled = _learning_rate(
-            step,
-            steps,
-            plan.preset.learning_rate,
-            plan.preset.warmup_steps,
-            plan.preset.final_lr_fraction,
-        )
-        for group in optimiser.param_groups:
-            group["lr"] = scheduled * group["lr_scale"]
+        set_learning_rates(optimiser, step, steps, plan.preset)
         objectives, mses = step_all(*arguments, source, target)
         optimiser.zero_grad(set_to_none=True)
         objectives.sum().backward()  # model k's parameters see only loss k

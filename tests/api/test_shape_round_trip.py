@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import open3d
 import pytest
-import torch
 import trimesh
 from _shapes import ball_grid, box, open3d_box, sphere_points
 
@@ -23,12 +22,7 @@ FAST = {"steps": 20, "progress": False}
 METRICS = ("iou", "psnr", "occupancy_psnr", "chamfer_l1", "chamfer_l1_normalised", "f_score")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs() -> dict:

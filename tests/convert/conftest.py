@@ -1,15 +1,11 @@
-"""Fits in this folder run on one torch thread: tiny items fit faster so, and the tests
-share the machine with the processes they start."""
+"""Fits in this folder run on one torch thread (``one_torch_thread``, tests/conftest.py):
+tiny items fit faster so, and the tests share the machine with the processes they start."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread_for_every_test(one_torch_thread):
     yield
-    torch.set_num_threads(threads)

@@ -38,13 +38,7 @@ from neurep.modalities.shapes import MeshAdapter, PointsAdapter, ShapeAdapter, V
 R = 8  # most tests: a small grid
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: on a busy machine, torch's thread pool costs more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _grid(signal: torch.Tensor) -> np.ndarray:

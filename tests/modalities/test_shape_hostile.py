@@ -29,12 +29,7 @@ from neurep.modalities.shapes import MeshAdapter, PointsAdapter, VoxelsAdapter
 R = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _mesh(vertices, faces) -> trimesh.Trimesh:

@@ -71,13 +71,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: on a busy machine, torch's thread pool costs 100x the work (SSIM)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _unit(signal: torch.Tensor) -> torch.Tensor:
