@@ -18,7 +18,6 @@ from pathlib import Path
 from neurep.cli._common import (
     PROG,
     CommandError,
-    describe_error,
     existing_file,
     frame_range,
     frame_size,
@@ -32,8 +31,6 @@ from neurep.cli._summary import derive, fps_text, quality_text, shape_counts_tex
 PRECISIONS = ("float32", "float16", "bfloat16", "int8", "int7", "int6", "int5", "int4")
 #: neurep.modalities._shape_grid.FILL_CHOICES (not imported: building the parser stays light).
 FILLS = ("auto", "solid", "shell")
-#: Modalities that read a .npy file's array (loaded here: they take arrays, not paths).
-NPY_SHAPE_MODALITIES = ("voxels", "points")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,30 +148,22 @@ def _fit(args: argparse.Namespace) -> int:
         ("fill", args.fill),
     )
     options = {name: value for name, value in given if value is not None}
-    loaded = _npy_shape(source, args.modality)
-    obj = _read_npy(source) if loaded else str(source)
-    _check_read_options(source, obj, args.modality, options)
-    try:
-        datum = neurep.fit(
-            obj,
-            modality=args.modality,
-            preset=preset,
-            steps=args.steps,
-            epochs=args.epochs,
-            seed=args.seed,
-            precision=args.precision,
-            bpp=args.bpp,
-            max_bytes=args.max_bytes,
-            psnr=args.psnr,
-            progress=not args.quiet,
-            device=args.device,
-            **options,
-        )
-    except neurep.NeurepError as error:
-        if not loaded:
-            raise
-        # the modality was given the array, not the file: say which file it came from
-        raise CommandError(f"{source}: {describe_error(error)}") from None
+    _check_read_options(source, str(source), args.modality, options)
+    datum = neurep.fit(
+        str(source),
+        modality=args.modality,
+        preset=preset,
+        steps=args.steps,
+        epochs=args.epochs,
+        seed=args.seed,
+        precision=args.precision,
+        bpp=args.bpp,
+        max_bytes=args.max_bytes,
+        psnr=args.psnr,
+        progress=not args.quiet,
+        device=args.device,
+        **options,
+    )
     file_bytes = datum.save(target)
     if not args.quiet:
         print(f"{source} -> {target}: {_summary(datum.metadata, file_bytes)}")
@@ -221,27 +210,6 @@ def _check_read_options(source: Path, obj, modality: str | None, options: dict) 
             f"{adapter.name} input (the {adapter.name} modality takes no option "
             f"{', '.join(map(repr, unknown))}; its read options: {takes})"
         )
-
-
-def _npy_shape(path: Path, modality: str | None) -> bool:
-    """Whether ``path`` is a .npy file for a shape modality (which takes arrays, not paths);
-    CommandError for a voxels fit of anything but a .npy file."""
-    is_npy = path.suffix.lower() == ".npy"
-    if modality == "voxels" and not is_npy:
-        raise CommandError(
-            f"{path}: --modality voxels reads a .npy file of a bool DxHxW array; fit a mesh "
-            "or point-cloud file with --modality mesh or points (or let neurep guess)"
-        )
-    return is_npy and modality in NPY_SHAPE_MODALITIES
-
-
-def _read_npy(path: Path):
-    import numpy as np
-
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as error:  # not a .npy file, or an object (pickled) array
-        raise CommandError(f"{path}: cannot be read as a .npy array ({error})") from None
 
 
 def _input_path(path_text: str, modality: str | None) -> Path:

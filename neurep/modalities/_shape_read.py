@@ -28,6 +28,7 @@ __all__ = [
     "is_trimesh",
     "ply_has_faces",
     "read_geometry",
+    "read_npy",
 ]
 
 #: Mesh files trimesh reads (a .ply without faces is a point cloud).
@@ -133,6 +134,10 @@ def _read_file(path: Path, want: str) -> Geometry:
     suffix = path.suffix.lower()
     if suffix == ".pcd":
         return _read_pcd(path)
+    if suffix == ".npy" and want == "points":  # only with modality="points"
+        geometry = _from_array(read_npy(path))
+        geometry.source = path.name
+        return geometry
     trimesh = import_trimesh()
     try:
         loaded = trimesh.load(path, force=None)
@@ -150,6 +155,14 @@ def _read_file(path: Path, want: str) -> Geometry:
         raise InputError(f"{path}: holds a {type(loaded).__name__}, not a mesh or point cloud")
     geometry.source = path.name
     return geometry
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """The array in a ``.npy`` file (never unpickled); InputError if it is not one."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise InputError(f"{path}: cannot be read as a .npy array ({error})") from None
 
 
 def _read_pcd(path: Path) -> Geometry:

@@ -72,6 +72,7 @@ from neurep.modalities._shape_read import (
     is_trimesh,
     ply_has_faces,
     read_geometry,
+    read_npy,
 )
 from neurep.modalities.base import ModalityAdapter, is_path, path_suffix
 from neurep.modalities.registry import register
@@ -349,7 +350,7 @@ class PointsAdapter(ShapeAdapter):
     name: ClassVar[str] = "points"
     description: ClassVar[str] = (
         "point clouds: .pcd (open3d), .xyz, .ply without faces, trimesh.PointCloud, "
-        "open3d.geometry.PointCloud, Nx3 arrays (with modality='points')"
+        "open3d.geometry.PointCloud, Nx3 arrays and .npy files (with modality='points')"
     )
     extensions: ClassVar[tuple[str, ...]] = (*POINT_EXTENSIONS, ".ply")
     read_options: ClassVar[tuple[str, ...]] = ("resolution",)
@@ -385,7 +386,10 @@ class VoxelsAdapter(ShapeAdapter):
     """Bool voxel grids, kept as they are; their world coordinates are their indices."""
 
     name: ClassVar[str] = "voxels"
-    description: ClassVar[str] = "bool DxHxW numpy arrays and torch tensors (voxel grids)"
+    description: ClassVar[str] = (
+        "bool DxHxW numpy arrays and torch tensors (voxel grids; .npy files of them with "
+        "modality='voxels')"
+    )
 
     @classmethod
     def accepts(cls, obj: Any) -> bool:
@@ -395,22 +399,31 @@ class VoxelsAdapter(ShapeAdapter):
 
     @classmethod
     def from_object(cls, obj: Any) -> tuple[VoxelsAdapter, torch.Tensor]:
-        """A bool ``D x H x W`` grid as the signal ``(1, 1, D, H, W)`` float32 0/1."""
+        """A bool ``D x H x W`` grid (array, tensor, or a ``.npy`` file of one, with
+        ``modality="voxels"``) as the signal ``(1, 1, D, H, W)`` float32 0/1."""
+        given, source = obj, None
+        if is_path(obj):
+            path = Path(os.fspath(obj))
+            if path.suffix.lower() != ".npy" or not path.is_file():
+                raise InputError(f"{path}: the voxels modality reads .npy files of bool grids")
+            obj, source = read_npy(path), path.name
         if isinstance(obj, torch.Tensor) and obj.dtype == torch.bool and obj.ndim == 3:
             grid, kind = obj.detach().cpu().numpy(), "torch_voxels"
         elif isinstance(obj, np.ndarray) and obj.dtype == bool and obj.ndim == 3:
             grid, kind = obj, "numpy_voxels"
         else:
+            where = "" if source is None else f"{source}: "
             raise InputError(
-                f"a voxel grid is a bool DxHxW numpy array or torch tensor, not {describe(obj)}"
-                " (threshold it first, e.g. grid > 0)"
+                f"{where}a voxel grid is a bool DxHxW numpy array or torch tensor, not "
+                f"{describe(obj)} (threshold it first, e.g. grid > 0)"
             )
         if grid.size == 0:
             raise InputError(f"the voxel grid is empty (shape {grid.shape})")
         if grid.size > MAX_GRID_VOXELS:
             raise InputError(f"the voxel grid has {grid.size} voxels; at most {MAX_GRID_VOXELS}")
         frame = GridFrame(tuple(int(s) for s in grid.shape), (0.0, 0.0, 0.0), 1.0)
-        return _adapter(cls, None, frame, np.ascontiguousarray(grid), "grid", obj, kind=kind)
+        grid = np.ascontiguousarray(grid)
+        return _adapter(cls, None, frame, grid, "grid", given, kind=kind, source=source)
 
     def read_again(self, original: Any) -> tuple[ShapeAdapter, torch.Tensor]:
         adapter, signal = self.from_object(original)
@@ -430,11 +443,12 @@ def _adapter(
     fill: str,
     obj: Any,
     kind: str | None = None,
+    source: str | None = None,
 ) -> tuple[ShapeAdapter, torch.Tensor]:
     """The adapter and signal for a voxelised input (``geometry`` None for a voxel grid)."""
     if geometry is None:
         low, high = [-0.5] * 3, [s - 0.5 for s in frame.shape]  # the grid's own box
-        vertices, faces, source, dtype = int(grid.sum()), 0, None, "bool"
+        vertices, faces, dtype = int(grid.sum()), 0, "bool"
     else:
         coordinates = geometry.coordinates
         if geometry.is_mesh:  # the vertices its faces use, as the frame was placed around

@@ -207,7 +207,7 @@ def test_fit_bad_resolution_and_fill_are_clear_errors(box_fit, tmp_path, capsys)
 def test_fit_voxels_needs_a_bool_npy_file(box_fit, tmp_path, capsys):
     target = tmp_path / "x.nrep"
     assert fit.main([str(box_fit["source"]), "-o", str(target), "--modality", "voxels"]) == 1
-    _assert_one_error_line(capsys, "box.obj", "--modality voxels", ".npy")
+    _assert_one_error_line(capsys, "box.obj", "voxels", ".npy")
     floats = tmp_path / "floats.npy"
     np.save(floats, np.ones((4, 4, 4)))
     assert fit.main([str(floats), "-o", str(target), "--modality", "voxels"]) == 1
@@ -432,7 +432,7 @@ def test_info_of_points_and_of_a_grid_gives_their_counts(cloud_fit, grid_fit, ca
     assert info.main([str(grid_fit["nrep"])]) == 0
     out = capsys.readouterr().out
     assert "voxels (numpy_voxels), grid 8^3, fill grid, pitch 1" in out
-    assert f"a numpy grid: {occupied} occupied voxels" in out
+    assert f"grid.npy: {occupied} occupied voxels" in out
     assert "[-0.5, -0.5, -0.5] to [7.5, 7.5, 7.5]" in out
     assert info.main([str(grid_fit["nrep"]), "--json"]) == 0
     shape = json.loads(capsys.readouterr().out)["shape"]

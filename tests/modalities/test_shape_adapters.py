@@ -29,7 +29,7 @@ from _shapes import (
 )
 from adapter_tests import AdapterTests
 
-from neurep.errors import FormatError
+from neurep.errors import FormatError, InputError
 from neurep.modalities import _shape_metrics as metrics
 from neurep.modalities import adapter_from_config, resolve
 from neurep.modalities._shape_grid import GridFrame, cube_frame, occupied_centres
@@ -698,3 +698,24 @@ def test_occupied_centres_are_in_world_coordinates():
     grid = np.zeros((3, 3, 3), np.float32)
     grid[2, 0, 1] = 0.7
     np.testing.assert_array_equal(occupied_centres(grid, frame), [[11.0, 20.0, 30.5]])
+
+
+def test_npy_files_are_read_as_voxels_or_points_only_when_asked(tmp_path):
+    grid = np.zeros((6, 5, 7), dtype=bool)
+    grid[1:4, 2:4, 1:6] = True
+    np.save(tmp_path / "grid.npy", grid)
+    assert resolve(tmp_path / "grid.npy").name == "array"  # by extension, without a modality
+    adapter, signal = resolve(tmp_path / "grid.npy", "voxels").read(tmp_path / "grid.npy")
+    assert adapter.configuration.source == "grid.npy"
+    assert (adapter.from_signal(signal) == grid).all()  # a numpy grid back, as the file held
+
+    points = np.random.default_rng(3).normal(size=(200, 3)).astype(np.float32)
+    np.save(tmp_path / "points.npy", points)
+    adapter, signal = PointsAdapter.from_object(tmp_path / "points.npy", resolution=R)
+    decoded = adapter.from_signal(signal)
+    assert decoded.dtype == np.float32 and decoded.shape[1] == 3
+    assert np.abs(decoded.min(0) - points.min(0)).max() <= adapter.configuration.pitch
+
+    np.save(tmp_path / "floats.npy", grid.astype(np.float32))
+    with pytest.raises(InputError, match=r"floats\.npy.*bool"):
+        VoxelsAdapter.from_object(tmp_path / "floats.npy")
