@@ -91,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-bytes", type=positive_int, default=None, help="size budget in bytes of each file"
     )
     fit.add_argument("--psnr", type=float, default=None, help="quality target in dB")
+    fit.add_argument(
+        "--resolution",
+        type=positive_int,
+        default=None,
+        help="shapes: voxels a side (default 32); items of other modalities ignore it",
+    )
+    fit.add_argument(
+        "--fill",
+        choices=("auto", "solid", "shell"),
+        default=None,
+        help="meshes: fill watertight ones solid (auto), or force solid or shell",
+    )
     fit.add_argument("--device", default=None, help="torch device (default: CUDA when there)")
     where = parser.add_argument_group("where items run (choose one)")
     parallel = where.add_mutually_exclusive_group()
@@ -156,6 +168,11 @@ def _convert(args: argparse.Namespace) -> int:
         max_bytes=args.max_bytes,
         psnr=args.psnr,
         device=args.device,
+        **{
+            name: value
+            for name, value in (("resolution", args.resolution), ("fill", args.fill))
+            if value is not None
+        },
     )
     if not args.quiet:
         print(report.summary())

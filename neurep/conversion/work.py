@@ -76,7 +76,7 @@ def convert_item(task: Task) -> dict[str, Any]:
         import neurep
 
         started = time.perf_counter()
-        datum = neurep.fit(obj, progress=False, **task.fit_options)
+        datum = neurep.fit(obj, progress=False, **_options_for(obj, task.fit_options))
         fit_s = time.perf_counter() - started
         fit = dict(datum.metadata.get("fit") or {})
         fit[CONVERT_KEY] = {"source_sha256": row["source_sha256"], "settings": task.settings}
@@ -87,6 +87,19 @@ def convert_item(task: Task) -> dict[str, Any]:
         return _failed(row, error)
     row["fit_s"] = round(fit_s, 3)
     return _finished(row, datum.metadata, file_bytes, reused=False)
+
+
+def _options_for(obj: Any, fit_options: dict[str, Any]) -> dict[str, Any]:
+    """``fit_options`` without the read options the item's modality does not take, so that
+    ``resolution=64`` for a folder of meshes and images reaches the meshes only."""
+    from neurep.modalities import registry
+
+    read_options = {o for adapter in registry.adapters() for o in adapter.read_options}
+    given = read_options & set(fit_options)
+    if not given:
+        return fit_options
+    takes = set(registry.resolve(obj, fit_options.get("modality")).read_options)
+    return {k: v for k, v in fit_options.items() if k not in given or k in takes}
 
 
 def error_row(task: Task, error: BaseException | str) -> dict[str, Any]:

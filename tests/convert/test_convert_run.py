@@ -156,3 +156,20 @@ def test_a_missing_source_is_one_error_line(tmp_path, capsys):
     assert (
         capsys.readouterr().err == f"neurep: error: {tmp_path / 'absent'}: no such file or folder\n"
     )
+
+
+def test_shape_read_options_reach_the_shapes_of_a_mixed_folder_only(tmp_path, capsys):
+    import trimesh
+
+    source, out = tmp_path / "src", tmp_path / "out"
+    write_pngs(source, ["photo.png"])
+    trimesh.creation.box((1.0, 0.5, 0.5)).export(source / "box.stl")
+
+    status = main(["convert", str(source), "-o", str(out), *FIT_ARGS, "--resolution", "8", "-q"])
+
+    assert status == 0, capsys.readouterr().err
+    rows = {row["output"]: row for row in index_rows(out)}
+    assert {row["status"] for row in rows.values()} == {"ok"}
+    assert rows["box.nrep"]["modality"] == "mesh" and rows["photo.nrep"]["modality"] == "image"
+    configuration = neurep.open(out / "box.nrep").metadata["modality"]["configuration"]
+    assert configuration["grid_shape"] == [8, 8, 8]
