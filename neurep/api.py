@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -68,6 +69,72 @@ def fit(
     Raises:
         neurep.InputError: unusable input, unknown preset, or a budget too small for any model.
     """
+    prepared = prepare_fit(
+        obj,
+        modality=modality,
+        preset=preset,
+        steps=steps,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        seed=seed,
+        precision=precision,
+        embedding_precision=embedding_precision,
+        bpp=bpp,
+        max_bytes=max_bytes,
+        psnr=psnr,
+        progress=progress,
+        device=device,
+        **options,
+    )
+    return fit_datum(
+        prepared.obj,
+        prepared.adapter,
+        prepared.signal,
+        prepared.preset,
+        prepared.target,
+        seed=prepared.seed,
+        progress=prepared.progress,
+        device=prepared.device,
+    )
+
+
+@dataclass
+class PreparedFit:
+    """What :func:`fit` passes to :func:`~neurep.fitting.pipeline.fit_datum`, read and
+    resolved from its arguments (see :func:`prepare_fit`)."""
+
+    obj: Any
+    adapter: Any
+    signal: torch.Tensor
+    preset: Preset
+    target: StorageTarget
+    seed: int
+    progress: bool
+    device: str | torch.device | None
+
+
+def prepare_fit(
+    obj: Any,
+    *,
+    modality: str | None = None,
+    preset: str | Preset = "balanced",
+    steps: int | None = None,
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    seed: int = 0,
+    precision: str | None = None,
+    embedding_precision: str | None = None,
+    bpp: float | None = None,
+    max_bytes: int | None = None,
+    psnr: float | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    **options: Any,
+) -> PreparedFit:
+    """:func:`fit`'s arguments read and resolved, before fitting: the adapter and signal
+    of ``obj``, the preset with its overrides, the storage target (a ``bpp`` budget in
+    bytes). Batch conversion uses it to fit several items at once
+    (:func:`~neurep.fitting.pipeline.fit_datums`)."""
     chosen = as_preset(preset).with_overrides(
         steps=steps, epochs=epochs, learning_rate=learning_rate
     )
@@ -78,9 +145,7 @@ def fit(
         max_bytes=budget_bytes(adapter, signal, bpp=bpp, max_bytes=max_bytes),
         psnr=psnr,
     )
-    return fit_datum(
-        obj, adapter, signal, chosen, target, seed=seed, progress=progress, device=device
-    )
+    return PreparedFit(obj, adapter, signal, chosen, target, seed, progress, device)
 
 
 def save(datum: NeuralDatum, path: str | os.PathLike) -> int:

@@ -127,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="submit to the running Dask scheduler at this address",
     )
     parser.add_argument(
+        "--batch",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="fit up to K consecutive items of one shape together in a worker, as stacked "
+        "independent models (faster for small items; each equals its own fit up to "
+        "rounding; default: 1, one at a time)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="refit items converted before with other settings"
     )
     parser.add_argument(
@@ -158,6 +167,7 @@ def _convert(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         force=args.force,
         progress=not args.quiet,
+        batch=args.batch,
         preset=preset,
         steps=args.steps,
         epochs=args.epochs,

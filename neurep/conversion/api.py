@@ -26,7 +26,7 @@ from neurep.conversion.report import ConvertReport
 from neurep.conversion.runner import make_runner
 from neurep.conversion.settings import fit_settings, settings_hash
 from neurep.conversion.sources import Item, find_items
-from neurep.conversion.work import Task
+from neurep.conversion.work import BatchTask, Task
 from neurep.errors import InputError
 
 __all__ = ["LOCK_NAME", "convert"]
@@ -45,6 +45,7 @@ def convert(
     scheduler: str | None = None,
     force: bool = False,
     progress: bool = True,
+    batch: int = 1,
     **fit_options: Any,
 ) -> ConvertReport:
     """Fit each item of ``source`` and save it under ``out_dir``, with an index.
@@ -66,6 +67,13 @@ def convert(
         force: refit items converted before with other settings (unchanged items already
             converted with these settings are still skipped).
         progress: one overall progress bar on stderr.
+        batch: items per task (default 1: one at a time). A worker given up to ``batch``
+            consecutive items fits those of one modality and signal shape together as
+            stacked independent models (:func:`~neurep.fitting.pipeline.fit_datums`):
+            much faster for many small items, each still its own datum, equal to its
+            one-at-a-time fit up to floating-point rounding (so ``batch`` is not part of
+            the settings hash). Items with a ``max_bytes``/``bpp``/``psnr`` target, or of
+            several items each (video), are still fitted one at a time.
         **fit_options: as :func:`neurep.fit`: ``preset``, ``steps``, ``modality``,
             ``precision``, ``bpp``, ``max_bytes``, ``psnr``, ``seed``, ``device``, ...
 
@@ -80,6 +88,8 @@ def convert(
         neurep.MissingDependencyError: h5py or distributed is needed and missing.
     """
     started = time.perf_counter()
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise InputError(f"batch must be a positive number of items, not {batch!r}")
     settings = fit_settings(fit_options)
     digest = settings_hash(settings)
     runner = make_runner(workers, dask_local, scheduler)
@@ -93,7 +103,10 @@ def convert(
         state = read_index(index_path)
         report.bad_index_lines = state.bad_lines
         todo = _plan(items, state, out, digest, settings, force, report)
-        tasks = (Task(item, str(out), dict(fit_options), digest, settings, force) for item in todo)
+        tasks = _tasks(
+            [Task(item, str(out), dict(fit_options), digest, settings, force) for item in todo],
+            batch,
+        )
         with IndexWriter(index_path) as index, runner, _bar(report, progress) as bar:
             report.runner = runner.description
             for _, row in runner.results(tasks):
@@ -104,6 +117,15 @@ def convert(
         remove_temporaries(out)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _tasks(tasks: list[Task], batch: int) -> Iterator[Task | BatchTask]:
+    """``tasks`` as they are (``batch`` 1), else in :class:`BatchTask` of up to ``batch``."""
+    if batch == 1:
+        yield from tasks
+        return
+    for first in range(0, len(tasks), batch):
+        yield BatchTask(tuple(tasks[first : first + batch]))
 
 
 def _plan(

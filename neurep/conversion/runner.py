@@ -2,7 +2,9 @@
 
 Every runner is a context manager whose ``results(tasks)`` yields ``(task, row)`` as items
 finish, in any order, keeping only a bounded number of tasks in flight. Rows are written
-to the index by the caller (the parent process) alone.
+to the index by the caller (the parent process) alone. A task is one item (``Task``) or
+several (``BatchTask``, from ``convert(batch=K)``), run and retried as one; its items'
+rows are yielded one by one.
 
 - :class:`SerialRunner`: one item after another, here.
 - :class:`ProcessRunner`: ``workers`` spawned processes (``concurrent.futures``), each with
@@ -29,7 +31,13 @@ from dataclasses import replace
 from typing import Any
 
 from neurep.conversion.sources import INSTALL_HINT
-from neurep.conversion.work import Task, convert_item, error_row
+from neurep.conversion.work import (
+    BatchTask,
+    Task,
+    convert_batch,
+    convert_item,
+    task_error_rows,
+)
 from neurep.errors import InputError, MissingDependencyError
 
 __all__ = ["ATTEMPTS", "DaskRunner", "ProcessRunner", "SerialRunner", "make_runner"]
@@ -41,6 +49,18 @@ DASK_RETRIES = 2
 _PARENT_POLL_S = 1.0
 
 Results = Iterator[tuple[Task, dict[str, Any]]]
+
+
+def _pairs(task: Task | BatchTask, result: Any) -> list[tuple[Task, dict[str, Any]]]:
+    """(item task, row) of each item of ``task``, from what its worker returned."""
+    if isinstance(task, BatchTask):
+        return list(zip(task.tasks, result, strict=True))
+    return [(task, result)]
+
+
+def _failed_pairs(task: Task | BatchTask, error: BaseException | str):
+    items = task.tasks if isinstance(task, BatchTask) else (task,)
+    return list(zip(items, task_error_rows(task, error), strict=True))
 
 
 def cores() -> int:
@@ -89,15 +109,19 @@ class SerialRunner:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def results(self, tasks: Iterable[Task]) -> Results:
+    def results(self, tasks: Iterable[Task | BatchTask]) -> Results:
         for task in tasks:
-            yield task, convert_item(task)
+            if isinstance(task, BatchTask):
+                yield from _pairs(task, convert_batch(task))
+            else:
+                yield task, convert_item(task)
 
 
 class ProcessRunner:
     """``workers`` spawned processes of ``cores // workers`` torch threads each.
 
-    ``function`` is what runs a task (tests give another; it must be importable).
+    ``function`` is what runs a one-item task (tests give another; it must be importable);
+    a :class:`BatchTask` runs :func:`convert_batch`.
     """
 
     def __init__(self, workers: int, function: Any = convert_item) -> None:
@@ -127,7 +151,7 @@ class ProcessRunner:
             initargs=(os.getpid(), self.threads, self._counter),
         )
 
-    def results(self, tasks: Iterable[Task]) -> Results:
+    def results(self, tasks: Iterable[Task | BatchTask]) -> Results:
         assert self._pool is not None, "use the runner as a context manager"
         pending = iter(tasks)
         again: deque[tuple[Task, int]] = deque()
@@ -143,7 +167,8 @@ class ProcessRunner:
                     tries = 0
                     if task is None:
                         break
-                future = self._pool.submit(self.function, task)
+                function = convert_batch if isinstance(task, BatchTask) else self.function
+                future = self._pool.submit(function, task)
                 in_flight[future] = (task, tries, generation)
             if not in_flight:
                 return
@@ -158,10 +183,13 @@ class ProcessRunner:
                     if tries + 1 < ATTEMPTS:
                         again.append((task, tries + 1))
                         continue
-                    row = error_row(task, f"a worker process died {ATTEMPTS} times on it")
+                    died = f"a worker process died {ATTEMPTS} times on it"
+                    yield from _failed_pairs(task, died)
+                    continue
                 except Exception as error:  # the task could not be sent or its row returned
-                    row = error_row(task, error)
-                yield task, row
+                    yield from _failed_pairs(task, error)
+                    continue
+                yield from _pairs(task, row)
             if broken:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
@@ -246,22 +274,27 @@ class DaskRunner:
                 hosts[host] = hosts.get(host, 0) + int(worker.get("nthreads") or 1)
         return hosts
 
-    def results(self, tasks: Iterable[Task]) -> Results:
+    def results(self, tasks: Iterable[Task | BatchTask]) -> Results:
         distributed = _distributed()
         client = self._client
         assert client is not None, "use the runner as a context manager"
         workers = client.scheduler_info().get("workers", {})
         limit = max(64, 4 * sum(int(w.get("nthreads") or 1) for w in workers.values()))
         pending = iter(tasks)
-        in_flight: dict[str, Task] = {}
+        in_flight: dict[str, Task | BatchTask] = {}
         finished = distributed.as_completed()
 
         def submit() -> bool:
             task = next(pending, None)
             if task is None:
                 return False
-            task = replace(task, threads=self._threads, host_threads=self._host_threads)
-            future = client.submit(convert_item, task, retries=DASK_RETRIES, pure=False)
+            if isinstance(task, BatchTask):
+                task = task.with_threads(self._threads, self._host_threads)
+                function = convert_batch
+            else:
+                task = replace(task, threads=self._threads, host_threads=self._host_threads)
+                function = convert_item
+            future = client.submit(function, task, retries=DASK_RETRIES, pure=False)
             in_flight[future.key] = task
             finished.add(future)
             return True
@@ -271,11 +304,11 @@ class DaskRunner:
         for future in finished:
             task = in_flight.pop(future.key)
             try:
-                row = future.result()
+                pairs = _pairs(task, future.result())
             except Exception as error:  # KilledWorker: lost too often while running it
-                row = error_row(task, error)
+                pairs = _failed_pairs(task, error)
             future.release()
-            yield task, row
+            yield from pairs
             submit()
 
 

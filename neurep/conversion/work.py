@@ -13,14 +13,23 @@ import datetime
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from neurep._version import __version__
 from neurep.conversion.sources import Item
 
-__all__ = ["CONVERT_KEY", "Task", "convert_item", "error_row"]
+__all__ = [
+    "CONVERT_KEY",
+    "BatchTask",
+    "Task",
+    "convert_batch",
+    "convert_item",
+    "error_row",
+    "run_task",
+    "task_error_rows",
+]
 
 #: The key of ``metadata["fit"]`` that records what a converted file was made from.
 CONVERT_KEY = "convert"
@@ -49,35 +58,166 @@ class Task:
     host_threads: dict[str, int] | None = None
 
 
+@dataclass(frozen=True)
+class BatchTask:
+    """Up to ``convert(batch=K)`` consecutive items, converted by one worker
+    (:func:`convert_batch`): those of one modality and signal shape are fitted together.
+    A retry re-runs the whole batch; its finished items are then kept, not refitted."""
+
+    tasks: tuple[Task, ...]
+
+    def with_threads(self, threads: int | None, host_threads: dict[str, int] | None) -> BatchTask:
+        return BatchTask(
+            tuple(replace(t, threads=threads, host_threads=host_threads) for t in self.tasks)
+        )
+
+
 def convert_item(task: Task) -> dict[str, Any]:
     """Convert ``task.item``; returns its index row. ``status`` is ``"ok"`` (``reused``:
     an existing file already matched), ``"error"`` (with ``error``) or ``"differs"`` (a
     file made otherwise is in the way and ``force`` is off; nothing was written)."""
     _set_threads(task)
     _load_modalities()
-    row = _base_row(task)
-    output = Path(task.out_dir) / task.item.output
-    try:
-        row["source_size"], row["source_mtime_ns"] = task.item.stat()
-        obj, row["source_sha256"] = task.item.read()
-    except Exception as error:
-        return _failed(row, error)
-    existing = _existing(output)
-    if existing is not None:
-        made_from, metadata, file_bytes = existing
-        same_settings = made_from.get("settings") == task.settings
-        if same_settings and made_from.get("source_sha256") == row["source_sha256"]:
-            return _finished(row, metadata, file_bytes, reused=True)
-        if not same_settings and not task.force:
-            row["status"] = "differs"
-            row["existing_settings"] = made_from.get("settings")
-            return row
+    row, obj = _look(task)
+    if obj is _DONE:
+        return row
     try:
         import neurep
 
         started = time.perf_counter()
         datum = neurep.fit(obj, progress=False, **_options_for(obj, task.fit_options))
         fit_s = time.perf_counter() - started
+    except Exception as error:
+        return _failed(row, error)
+    return _save(task, row, datum, fit_s)
+
+
+def convert_batch(batch: BatchTask) -> list[dict[str, Any]]:
+    """Convert every item of ``batch``; returns their index rows, in order, each as
+    :func:`convert_item` makes it.
+
+    Items are read and checked against existing files one by one; those to fit are
+    grouped by adapter and signal shape, and each group is fitted with
+    :func:`~neurep.fitting.pipeline.fit_datums` (stacked when it can be). An item that
+    fails to read is an error row; when a group's fit raises, its items are fitted one at
+    a time, so a bad item costs only itself.
+    """
+    if not batch.tasks:
+        return []
+    _set_threads(batch.tasks[0])
+    _load_modalities()
+    from neurep.api import prepare_fit
+
+    rows: list[dict[str, Any]] = []
+    groups: dict[Any, list[tuple[int, Any, float]]] = {}
+    for position, task in enumerate(batch.tasks):
+        row, obj = _look(task)
+        rows.append(row)
+        if obj is _DONE:
+            continue
+        try:
+            started = time.perf_counter()
+            options = _options_for(obj, task.fit_options)
+            prepared = prepare_fit(obj, progress=False, **options)
+            read_s = time.perf_counter() - started
+        except Exception as error:
+            _failed(row, error)
+            continue
+        key = (type(prepared.adapter), tuple(prepared.signal.shape), repr(sorted(options)))
+        groups.setdefault(key, []).append((position, prepared, read_s))
+    for members in groups.values():
+        for position, datum, fit_s in _fit_group(members, rows):
+            rows[position] = _save(batch.tasks[position], rows[position], datum, fit_s)
+    return rows
+
+
+def _fit_group(members: list[tuple[int, Any, float]], rows: list[dict[str, Any]]):
+    """(position, datum, fit seconds) of each member that fits; failures become rows."""
+    from neurep.fitting.pipeline import fit_datum, fit_datums
+
+    first = members[0][1]
+    if len(members) > 1:
+        try:
+            started = time.perf_counter()
+            datums = fit_datums(
+                [(p.obj, p.adapter, p.signal) for _, p, _ in members],
+                first.preset,
+                first.target,
+                seeds=[p.seed for _, p, _ in members],
+                progress=False,
+                device=first.device,
+            )
+            share = (time.perf_counter() - started) / len(members)
+            return [
+                (position, datum, read_s + share)
+                for (position, _, read_s), datum in zip(members, datums, strict=True)
+            ]
+        except Exception:
+            pass  # one at a time below: a bad item costs only itself
+    done = []
+    for position, p, read_s in members:
+        try:
+            started = time.perf_counter()
+            datum = fit_datum(
+                p.obj,
+                p.adapter,
+                p.signal,
+                p.preset,
+                p.target,
+                seed=p.seed,
+                progress=False,
+                device=p.device,
+            )
+            done.append((position, datum, read_s + time.perf_counter() - started))
+        except Exception as error:
+            _failed(rows[position], error)
+    return done
+
+
+def run_task(task: Task | BatchTask) -> list[dict[str, Any]]:
+    """The rows of a task of either kind (what a worker runs)."""
+    if isinstance(task, BatchTask):
+        return convert_batch(task)
+    return [convert_item(task)]
+
+
+def task_error_rows(task: Task | BatchTask, error: BaseException | str) -> list[dict[str, Any]]:
+    """:func:`error_row` of each item of a task whose worker failed."""
+    if isinstance(task, BatchTask):
+        return [error_row(t, error) for t in task.tasks]
+    return [error_row(task, error)]
+
+
+_DONE = object()
+
+
+def _look(task: Task) -> tuple[dict[str, Any], Any]:
+    """(row, the item's object) for an item to fit, or (its final row, ``_DONE``) for one
+    that failed to read, already matches its existing file, or is in the way of one."""
+    row = _base_row(task)
+    output = Path(task.out_dir) / task.item.output
+    try:
+        row["source_size"], row["source_mtime_ns"] = task.item.stat()
+        obj, row["source_sha256"] = task.item.read()
+    except Exception as error:
+        return _failed(row, error), _DONE
+    existing = _existing(output)
+    if existing is not None:
+        made_from, metadata, file_bytes = existing
+        same_settings = made_from.get("settings") == task.settings
+        if same_settings and made_from.get("source_sha256") == row["source_sha256"]:
+            return _finished(row, metadata, file_bytes, reused=True), _DONE
+        if not same_settings and not task.force:
+            row["status"] = "differs"
+            row["existing_settings"] = made_from.get("settings")
+            return row, _DONE
+    return row, obj
+
+
+def _save(task: Task, row: dict[str, Any], datum: Any, fit_s: float) -> dict[str, Any]:
+    """Record the convert key in ``datum``, save it at the item's output; its row."""
+    output = Path(task.out_dir) / task.item.output
+    try:
         fit = dict(datum.metadata.get("fit") or {})
         fit[CONVERT_KEY] = {"source_sha256": row["source_sha256"], "settings": task.settings}
         datum.metadata = {**datum.metadata, "fit": fit}

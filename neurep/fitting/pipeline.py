@@ -8,6 +8,9 @@ modalities call it too, so presets, rate control, storage and quality are handle
 3. the loop fits encoder and decoder (:func:`fit_signal`);
 4. the result is quantised at the storage precision and its decode measured against the
    original, so the returned datum decodes exactly as its saved file will.
+
+:func:`fit_datums` does the same for several small items of one shape at once (one stacked
+fit, :func:`~neurep.fitting.stacked.fit_signals_stacked`), each still its own datum.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from neurep.datum import NeuralDatum
 from neurep.fitting import rate
 from neurep.fitting.loop import FitResult, fit_signal
 from neurep.fitting.presets import Plan, Preset, plan
+from neurep.fitting.stacked import fit_signals_stacked
 from neurep.metadata import FitRecord, datum_metadata, with_quality
 from neurep.modalities import ModalityAdapter
 
@@ -31,6 +35,7 @@ __all__ = [
     "PSNR_MARGIN_FOR_INT8",
     "StorageTarget",
     "fit_datum",
+    "fit_datums",
 ]
 
 #: Weights are stored at 8 bits unless asked otherwise: at most 0.14 dB below float32 on
@@ -111,6 +116,89 @@ def fit_datum(
     if max_bytes is None:
         return fitted.stored_at(precision)
     return rate.store_within(fitted.stored_at, precision, max_bytes)
+
+
+def fit_datums(
+    objs_adapters_signals: list[tuple[Any, ModalityAdapter, torch.Tensor]],
+    preset: Preset,
+    target: StorageTarget = StorageTarget(),
+    *,
+    seeds: list[int],
+    progress: bool = False,
+    device: str | torch.device | None = None,
+) -> list[NeuralDatum]:
+    """:func:`fit_datum` of each ``(obj, adapter, signal)``, several at once when they can be.
+
+    When there are at least two, every signal holds one item (``signal.shape[0] == 1``),
+    all share one adapter class, preset profile and signal shape, ``target`` has no
+    ``max_bytes`` and no ``psnr``, and the profiled preset has no ``batch_items`` or
+    ``epochs``, they are fitted in one stacked fit
+    (:func:`~neurep.fitting.stacked.fit_signals_stacked`: one plan, K independent models),
+    then each is stored and measured as :func:`fit_datum` stores it; each datum equals its
+    :func:`fit_datum` up to floating-point rounding, and its ``wall_time_s`` is its share
+    of the stacked fit. Otherwise each is fitted alone by :func:`fit_datum`.
+
+    Args:
+        objs_adapters_signals: ``(obj, adapter, signal)`` as :func:`fit_datum` takes them.
+        preset, target: shared by all (as :func:`fit_datum`).
+        seeds: one per item.
+        progress, device: as :func:`fit_datum`.
+
+    Returns:
+        One datum per item, in order.
+    """
+    items = list(objs_adapters_signals)
+    if len(seeds) != len(items):
+        raise ValueError(f"{len(items)} items but {len(seeds)} seeds")
+    if not _stackable(items, preset, target):
+        return [
+            fit_datum(
+                obj, adapter, signal, preset, target, seed=seed, progress=progress, device=device
+            )
+            for (obj, adapter, signal), seed in zip(items, seeds, strict=True)
+        ]
+    first_adapter, first_signal = items[0][1], items[0][2]
+    profiled = preset.for_profile(first_adapter.preset_profile)
+    models = plan(profiled, first_signal.shape[1], tuple(first_signal.shape[2:]), items=1)
+    precision = target.precision or DEFAULT_PRECISION
+    results = fit_signals_stacked(
+        [signal for _, _, signal in items],
+        models,
+        steps=models.preset.steps_for(1),
+        seeds=list(seeds),
+        loss=first_adapter.loss,
+        device=device,
+        progress=progress,
+        description=f"neurep fit ({first_adapter.name}, {models.preset.name}, x{len(items)})",
+    )
+    datums = []
+    for (obj, adapter, signal), seed, result in zip(items, seeds, results, strict=True):
+        record = _fit_record(result, models, seed, device, None, None)
+        fitted = _Fitted(obj, adapter, signal, models, result, record, target.embedding_precision)
+        datums.append(fitted.stored_at(precision))
+    return datums
+
+
+def _stackable(
+    items: list[tuple[Any, ModalityAdapter, torch.Tensor]], preset: Preset, target: StorageTarget
+) -> bool:
+    """Whether :func:`fit_datums` may fit ``items`` in one stacked fit."""
+    if len(items) < 2 or target.max_bytes is not None or target.psnr is not None:
+        return False
+    _, adapter, signal = items[0]
+    shape, profile = tuple(signal.shape), adapter.preset_profile
+    if shape[0] != 1 or len(shape) < 3:
+        return False
+    for _, other, other_signal in items:
+        if (
+            type(other) is not type(adapter)
+            or other.preset_profile != profile
+            or tuple(other_signal.shape) != shape
+            or other.loss != adapter.loss
+        ):
+            return False
+    profiled = preset.for_profile(profile)
+    return profiled.batch_items is None and profiled.epochs is None
 
 
 def _fit_record(

@@ -44,6 +44,7 @@ from neurep.fitting.loop import (
     FitResult,
     _Batches,
     _crop,
+    _flush_subnormals,
     _loss,
     _parameter_groups,
     set_learning_rates,
@@ -206,6 +207,7 @@ def _check(signals: Sequence[torch.Tensor], seeds: Sequence[int], plan: Plan) ->
         raise ValueError("stacked fitting trains on all items a step (no batch_items < B)")
 
 
+@_flush_subnormals
 def fit_signals_stacked(
     signals: Sequence[torch.Tensor],
     plan: Plan,
