@@ -24,9 +24,13 @@ __all__ = [
     "MESH_EXTENSIONS",
     "POINT_EXTENSIONS",
     "Geometry",
+    "as_open3d_mesh",
+    "as_trimesh",
     "is_open3d",
     "is_trimesh",
     "ply_has_faces",
+    "points_as",
+    "points_of",
     "read_geometry",
     "read_npy",
 ]
@@ -229,3 +233,61 @@ def _check(geometry: Geometry, what: str) -> None:
 
 def _what(obj: Any) -> str:
     return os.fspath(obj) if isinstance(obj, str | os.PathLike) else describe(obj)
+
+
+# ---- decodes in the input's container, and back -------------------------------------------
+
+
+def as_trimesh(obj: Any) -> Any:
+    """A mesh decode (trimesh or open3d) as a trimesh.Trimesh; None if ``obj`` is no mesh."""
+    if is_trimesh(obj, "Trimesh"):
+        return obj
+    if is_open3d(obj, "TriangleMesh"):
+        return import_trimesh().Trimesh(
+            np.asarray(obj.vertices), np.asarray(obj.triangles), process=False
+        )
+    return None
+
+
+def points_of(obj: Any) -> np.ndarray:
+    """A points decode (array, tensor, trimesh or open3d cloud) as float64 ``(N, 3)``."""
+    if is_trimesh(obj, "PointCloud"):
+        return np.asarray(obj.vertices, dtype=np.float64)
+    if is_open3d(obj, "PointCloud"):
+        return np.asarray(obj.points, dtype=np.float64)
+    if isinstance(obj, torch.Tensor):
+        obj = obj.detach().cpu().double().numpy()
+    points = np.asarray(obj, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"expected a mesh, Nx3 points or a grid, got {describe(obj)}")
+    return points
+
+
+def as_open3d_mesh(mesh: Any) -> Any:
+    open3d = import_open3d()
+    return open3d.geometry.TriangleMesh(
+        open3d.utility.Vector3dVector(np.asarray(mesh.vertices, dtype=np.float64)),
+        open3d.utility.Vector3iVector(np.asarray(mesh.faces, dtype=np.int32)),
+    )
+
+
+def points_as(points: np.ndarray, kind: str, dtype: str | None) -> Any:
+    """``(N, 3)`` float64 world points in the container the input came in."""
+    if kind == "open3d_points":
+        open3d = import_open3d()
+        return open3d.geometry.PointCloud(open3d.utility.Vector3dVector(points))
+    if kind == "trimesh_points":
+        return import_trimesh().PointCloud(points)
+    # integer coordinates come back as float64: voxel centres are fractional
+    if kind == "torch_points":
+        floating = torch_float(dtype)
+        return torch.from_numpy(points).to(floating or torch.float64)
+    if dtype is not None and np.dtype(dtype).kind == "f":
+        return points.astype(dtype)
+    return points
+
+
+def torch_float(name: str | None) -> torch.dtype | None:
+    """The torch floating dtype called ``name`` ("float32"), or None."""
+    dtype = getattr(torch, name, None) if isinstance(name, str) else None
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None

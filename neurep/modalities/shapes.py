@@ -40,25 +40,28 @@ imported only when used, and a missing one is a MissingDependencyError naming th
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from neurep.errors import FormatError, InputError
+from neurep.errors import InputError
 from neurep.modalities import _shape_metrics as shape_metrics
 from neurep.modalities._scaling import describe
+from neurep.modalities._shape_config import (
+    DEFAULT_KIND,
+    MAX_GRID_VOXELS,
+    ShapeConfiguration,
+    check_configuration,
+)
 from neurep.modalities._shape_grid import (
     FILL_CHOICES,
     GridFrame,
     cube_frame,
     enclosed_voxels,
     grid_to_mesh,
-    import_open3d,
     import_trimesh,
     occupied_centres,
     voxelize_mesh,
@@ -68,9 +71,13 @@ from neurep.modalities._shape_read import (
     MESH_EXTENSIONS,
     POINT_EXTENSIONS,
     Geometry,
+    as_open3d_mesh,
+    as_trimesh,
     is_open3d,
     is_trimesh,
     ply_has_faces,
+    points_as,
+    points_of,
     read_geometry,
     read_npy,
 )
@@ -81,51 +88,7 @@ DEFAULT_RESOLUTION = 32
 MIN_RESOLUTION, MAX_RESOLUTION = 4, 256
 #: Empty voxels kept between the object's bounding box and the cube's faces.
 MARGIN = 1
-#: The most voxels a stored grid may describe (a 512^3 grid, or a long 1024 x 512^2 one).
-MAX_GRID_VOXELS = 1 << 28
 DECODE_KINDS = ("mesh", "points", "voxels")
-#: What each configured kind decodes to when ``decode()`` is given no ``kind``.
-_DEFAULT_KIND = {
-    "trimesh": "mesh",
-    "open3d_mesh": "mesh",
-    "points_array": "points",
-    "torch_points": "points",
-    "trimesh_points": "points",
-    "open3d_points": "points",
-    "numpy_voxels": "voxels",
-    "torch_voxels": "voxels",
-}
-#: The kinds and fills each modality's configuration may hold.
-_KINDS = {
-    "mesh": ("trimesh", "open3d_mesh"),
-    "points": ("points_array", "torch_points", "trimesh_points", "open3d_points"),
-    "voxels": ("numpy_voxels", "torch_voxels"),
-}
-_FILLS = {"mesh": ("solid", "shell"), "points": ("points",), "voxels": ("grid",)}
-
-
-@dataclass(frozen=True)
-class ShapeConfiguration:
-    """What a shape datum stores to come back in the user's kind and coordinates.
-
-    kind: the input's container (a key of ``_DEFAULT_KIND``); grid_shape: ``[D, H, W]``;
-    origin: world coordinates of voxel (0, 0, 0)'s centre; pitch: a voxel's side in world
-    units; fill: how the grid was made ("solid", "shell", "points", or "grid" as given);
-    bounds: the input's bounding box ``[[x, y, z] low, [x, y, z] high]``; vertices, faces:
-    the input's counts (points: vertices = points, faces = 0); dtype: a point array's or
-    voxel tensor's dtype name.
-    """
-
-    kind: str
-    grid_shape: list[int]
-    origin: list[float]
-    pitch: float
-    fill: str
-    bounds: list[list[float]]
-    vertices: int
-    faces: int
-    source: str | None = None
-    dtype: str | None = None
 
 
 class ShapeAdapter(ModalityAdapter):
@@ -164,15 +127,15 @@ class ShapeAdapter(ModalityAdapter):
         occupancy = self._occupancy(signal)
         config = self.configuration
         native = kind is None
-        kind = kind or _DEFAULT_KIND[config.kind]
+        kind = kind or DEFAULT_KIND[config.kind]
         if kind == "voxels":
             grid = occupancy >= 0.5
             return torch.from_numpy(grid) if native and config.kind == "torch_voxels" else grid
         if kind == "mesh":
             mesh = grid_to_mesh(occupancy, self.frame)
-            return _as_open3d_mesh(mesh) if native and config.kind == "open3d_mesh" else mesh
+            return as_open3d_mesh(mesh) if native and config.kind == "open3d_mesh" else mesh
         points = occupied_centres(occupancy, self.frame)
-        return _points_as(points, config.kind, config.dtype) if native else points
+        return points_as(points, config.kind, config.dtype) if native else points
 
     def _occupancy(self, signal: torch.Tensor) -> np.ndarray:
         expected = self.signal_shape()
@@ -191,7 +154,7 @@ class ShapeAdapter(ModalityAdapter):
 
     @classmethod
     def check_configuration(cls, configuration: ShapeConfiguration) -> None:
-        _check_configuration(configuration, cls.name)
+        check_configuration(configuration, cls.name)
 
     # ---- measuring -----------------------------------------------------------------------
 
@@ -286,12 +249,12 @@ class ShapeAdapter(ModalityAdapter):
             if grid.shape != tuple(self.configuration.grid_shape):
                 raise ValueError(f"a grid of shape {grid.shape} is not this datum's")
             return grid >= 0.5 if grid.dtype != bool else grid
-        mesh = _as_trimesh(obj)
+        mesh = as_trimesh(obj)
         if mesh is not None and decoded:
             return enclosed_voxels(mesh, self.frame)
         if mesh is not None:
             return voxelize_mesh(mesh, self.frame, solid=self.configuration.fill == "solid")
-        return voxelize_points(_points_of(obj), self.frame)
+        return voxelize_points(points_of(obj), self.frame)
 
     def __repr__(self) -> str:
         config = self.configuration
@@ -500,40 +463,15 @@ def _only_point_clouds(scene: Any) -> bool:
     return bool(parts) and all(is_trimesh(part, "PointCloud") for part in parts)
 
 
-def _as_trimesh(obj: Any) -> Any:
-    """A mesh decode (trimesh or open3d) as a trimesh.Trimesh; None if ``obj`` is no mesh."""
-    if is_trimesh(obj, "Trimesh"):
-        return obj
-    if is_open3d(obj, "TriangleMesh"):
-        return import_trimesh().Trimesh(
-            np.asarray(obj.vertices), np.asarray(obj.triangles), process=False
-        )
-    return None
-
-
-def _points_of(obj: Any) -> np.ndarray:
-    """A points decode (array, tensor, trimesh or open3d cloud) as float64 ``(N, 3)``."""
-    if is_trimesh(obj, "PointCloud"):
-        return np.asarray(obj.vertices, dtype=np.float64)
-    if is_open3d(obj, "PointCloud"):
-        return np.asarray(obj.points, dtype=np.float64)
-    if isinstance(obj, torch.Tensor):
-        obj = obj.detach().cpu().double().numpy()
-    points = np.asarray(obj, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"expected a mesh, Nx3 points or a grid, got {describe(obj)}")
-    return points
-
-
 def _surface_of(decoded: Any, frame: GridFrame, occupancy: np.ndarray) -> np.ndarray | None:
     """Surface samples of a decode in ``frame``'s voxel coordinates: a mesh's surface, points
     as they are, a grid's marching cubes surface."""
     if isinstance(decoded, np.ndarray | torch.Tensor) and decoded.ndim == 3:
         return shape_metrics.surface_samples(grid_to_mesh(occupancy, _voxel_frame(frame)))
-    mesh = _as_trimesh(decoded)
+    mesh = as_trimesh(decoded)
     if mesh is not None:
         return shape_metrics.surface_samples(_in_voxels(mesh, frame))
-    return shape_metrics.surface_samples(points=frame.to_index(_points_of(decoded)))
+    return shape_metrics.surface_samples(points=frame.to_index(points_of(decoded)))
 
 
 def _voxel_frame(frame: GridFrame) -> GridFrame:
@@ -544,96 +482,6 @@ def _voxel_frame(frame: GridFrame) -> GridFrame:
 def _in_voxels(mesh: Any, frame: GridFrame) -> Any:
     """A trimesh mesh moved into ``frame``'s voxel coordinates."""
     return import_trimesh().Trimesh(frame.to_index(mesh.vertices), mesh.faces, process=False)
-
-
-def _as_open3d_mesh(mesh: Any) -> Any:
-    open3d = import_open3d()
-    return open3d.geometry.TriangleMesh(
-        open3d.utility.Vector3dVector(np.asarray(mesh.vertices, dtype=np.float64)),
-        open3d.utility.Vector3iVector(np.asarray(mesh.faces, dtype=np.int32)),
-    )
-
-
-def _points_as(points: np.ndarray, kind: str, dtype: str | None) -> Any:
-    """``(N, 3)`` float64 world points in the container the input came in."""
-    if kind == "open3d_points":
-        open3d = import_open3d()
-        return open3d.geometry.PointCloud(open3d.utility.Vector3dVector(points))
-    if kind == "trimesh_points":
-        return import_trimesh().PointCloud(points)
-    # integer coordinates come back as float64: voxel centres are fractional
-    if kind == "torch_points":
-        floating = _torch_float(dtype)
-        return torch.from_numpy(points).to(floating or torch.float64)
-    if dtype is not None and np.dtype(dtype).kind == "f":
-        return points.astype(dtype)
-    return points
-
-
-def _torch_float(name: str | None) -> torch.dtype | None:
-    """The torch floating dtype called ``name`` ("float32"), or None."""
-    dtype = getattr(torch, name, None) if isinstance(name, str) else None
-    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None
-
-
-def _torch_point_dtype(name: str | None) -> bool:
-    """Whether ``name`` is a torch integer or floating dtype (what point tensors may be)."""
-    dtype = getattr(torch, name, None) if isinstance(name, str) else None
-    return isinstance(dtype, torch.dtype) and (
-        dtype.is_floating_point or name.startswith(("int", "uint"))
-    )
-
-
-def _check_configuration(config: ShapeConfiguration, name: str) -> None:
-    problems = []
-    if config.kind not in _KINDS.get(name, ()):
-        problems.append(f"unknown kind {config.kind!r}")
-    shape = config.grid_shape
-    good_shape = len(shape) == 3 and min(shape) >= 1 and math.prod(shape) <= MAX_GRID_VOXELS
-    if not good_shape:
-        problems.append(f"bad grid_shape {shape}")
-    if not _finite_numbers(config.origin, 3):
-        problems.append(f"bad origin {config.origin!r:.80}")
-    if not (math.isfinite(config.pitch) and config.pitch > 0):
-        problems.append(f"bad pitch {config.pitch}")
-    elif good_shape and _finite_numbers(config.origin, 3):
-        far = [o + config.pitch * (s - 1) for o, s in zip(config.origin, shape, strict=True)]
-        if not all(math.isfinite(v) for v in far):  # world coordinates would overflow
-            problems.append(f"bad pitch {config.pitch}: the grid's far corner is not finite")
-    if config.fill not in _FILLS.get(name, ()):
-        problems.append(f"unknown fill {config.fill!r}")
-    bounds = config.bounds
-    if not (
-        isinstance(bounds, list) and len(bounds) == 2 and all(_finite_numbers(b, 3) for b in bounds)
-    ) or any(low > high for low, high in zip(*bounds, strict=True)):
-        problems.append(f"bad bounds {bounds!r:.80}")
-    if config.vertices < 0 or config.faces < 0:
-        problems.append("negative vertex or face count")
-    if not isinstance(config.source, str | None):
-        problems.append(f"bad source {config.source!r:.40}")
-    if not isinstance(config.dtype, str | None):
-        problems.append(f"bad dtype {config.dtype!r:.40}")
-    elif config.kind == "torch_points" and not _torch_point_dtype(config.dtype):
-        problems.append(f"bad dtype {config.dtype!r} for torch points")
-    elif config.kind == "points_array" and config.dtype is not None:
-        try:
-            if np.dtype(config.dtype).kind not in "iuf":
-                problems.append(f"bad dtype {config.dtype!r} for points")
-        except (TypeError, ValueError):
-            problems.append(f"unknown dtype {config.dtype!r}")
-    if problems:
-        raise FormatError(f"{name} modality configuration is malformed: " + "; ".join(problems))
-
-
-def _finite_numbers(values: Any, count: int) -> bool:
-    return (
-        isinstance(values, list)
-        and len(values) == count
-        and all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            for v in values
-        )
-    )
 
 
 # Before image (10): a bool 3-D array is a voxel grid. Points before meshes: a .ply without
