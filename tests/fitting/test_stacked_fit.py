@@ -9,12 +9,8 @@ import pytest
 import torch
 
 from neurep.fitting import fit_signal, get_preset, plan
-from neurep.fitting.stacked import (
-    _fused_states_windows_last,
-    _PatchConv,
-    _PatchConvTranspose,
-    fit_signals_stacked,
-)
+from neurep.fitting.stacked import fit_signals_stacked
+from neurep.models.vmapped import PatchConv, PatchConvTranspose, fused_states_windows_last
 from neurep.nn.s3k import S3KConvNd
 
 #: Stacked and single fits run different kernels (batched matmuls, grouped convolutions,
@@ -109,7 +105,7 @@ def test_the_windows_last_s3k_contraction_is_the_layers_own(ndim, kernel, states
     inputs = [x, *layer.parameters()]
     expected = layer(x)
     expected_grads = torch.autograd.grad(expected.square().sum(), inputs)
-    layer._fused_states = types.MethodType(_fused_states_windows_last, layer)
+    layer._fused_states = types.MethodType(fused_states_windows_last, layer)
     actual = layer(x)
     torch.testing.assert_close(actual, expected)
     actual_grads = torch.autograd.grad(actual.square().sum(), inputs)
@@ -133,10 +129,10 @@ def test_patch_convolutions_as_matmuls_equal_the_convolutions(conv, shape) -> No
     torch.manual_seed(1)
     x = torch.randn(shape)
     patch = (
-        _PatchConvTranspose
+        PatchConvTranspose
         if isinstance(
             conv, torch.nn.ConvTranspose1d | torch.nn.ConvTranspose2d | torch.nn.ConvTranspose3d
         )
-        else _PatchConv
+        else PatchConv
     )
     torch.testing.assert_close(patch(conv)(x), conv(x))
