@@ -17,7 +17,6 @@ import torch
 
 from neurep.errors import FormatError
 from neurep.formats import (
-    DTYPE_NAMES,
     compact_array,
     compact_tensors,
     dequantize_array,
@@ -34,6 +33,7 @@ from neurep.metadata import (
 )
 from neurep.modalities import adapter_from_config
 from neurep.models import build
+from neurep.models.layout import ParameterSlot, flatten, parameter_layout, state_layout
 from neurep.models.registry import ConfigurableModule
 
 __all__ = ["NeuralDatum"]
@@ -120,10 +120,25 @@ class NeuralDatum:
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> NeuralDatum:
         """Open ``path``; only the metadata is read now (weights on the first decode)."""
-        reader = open_nrep(path)
-        datum = cls(reader.metadata, reader=reader)
-        datum._check_embedding_description()
-        datum._check_modality_agrees()
+        return cls._from_reader(open_nrep(path))
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes | bytearray | memoryview, name: str | None = None
+    ) -> NeuralDatum:
+        """A datum from a whole ``.nrep`` file's bytes (a pack member), checked as a file is;
+        error messages call it ``name``."""
+        return cls._from_reader(open_nrep(data, name=name))
+
+    @classmethod
+    def _from_reader(cls, reader) -> NeuralDatum:
+        try:
+            datum = cls(reader.metadata, reader=reader)
+            datum._check_embedding_description()
+            datum._check_modality_agrees()
+        except BaseException:
+            reader.close()
+            raise
         return datum
 
     def _check_modality_agrees(self) -> None:
@@ -182,7 +197,7 @@ class NeuralDatum:
 
     @property
     def _source(self) -> str:
-        return str(getattr(self._reader, "path", "<in memory>"))
+        return str(getattr(self._reader, "name", "<in memory>"))
 
     # -- parts ------------------------------------------------------------------------------
     @property
@@ -203,15 +218,19 @@ class NeuralDatum:
         return self._decoder
 
     def _load_decoder(self) -> ConfigurableModule:
+        weights = self._read_weights()  # first: it names what is wrong with the description
+        decoder = build(self.metadata["decoder"])
+        decoder.load_state_dict(weights)
+        return decoder.eval()
+
+    def _read_weights(self) -> dict[str, torch.Tensor]:
+        """The file's decoder weights, dequantised to float32 and checked against the
+        decoder configuration: names, shapes, finite values (FormatError otherwise)."""
         try:
-            with torch.device("meta"):  # shapes only: nothing is allocated yet
-                described = {
-                    k: (DTYPE_NAMES.get(v.dtype, str(v.dtype)), tuple(v.shape))
-                    for k, v in build(self.metadata["decoder"]).state_dict().items()
-                }
-            expected = {k: shape for k, (_, shape) in described.items()}
-        except (KeyError, ValueError) as error:
+            described = state_layout(self.metadata["decoder"])
+        except (KeyError, TypeError, ValueError) as error:
             raise FormatError(f"{self._source}: cannot build the decoder: {error}") from None
+        expected = {k: shape for k, (_, shape) in described.items()}
         stored = self._reader.read_tensors()
         # format 1.1's compact layout takes names, dtypes, shapes and order from the decoder
         qinfo = self.metadata["weights"].get("quantization")
@@ -230,9 +249,23 @@ class NeuralDatum:
                 )
             if not torch.isfinite(tensor).all():
                 raise FormatError(f"{self._source}: weight {name!r} holds NaN or infinity")
-        decoder = build(self.metadata["decoder"])
-        decoder.load_state_dict(weights)
-        return decoder.eval()
+        return weights
+
+    def parameter_layout(self) -> list[ParameterSlot]:
+        """Where each decoder tensor lies in :meth:`parameters_vector`: (name, shape,
+        offset, size) in state-dict order (see :mod:`neurep.models.layout`)."""
+        try:
+            return parameter_layout(self.metadata["decoder"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise FormatError(f"{self._source}: cannot build the decoder: {error}") from None
+
+    def parameters_vector(self) -> np.ndarray:
+        """The decoder's parameters as one (P,) float32 vector, laid out by
+        :meth:`parameter_layout`: the same P and order for every datum whose
+        ``metadata["decoder"]`` is equal, so such vectors stack into weight-space features.
+        A file's weights are dequantised without building the decoder."""
+        state = self._read_weights() if self._decoder is None else self._decoder.state_dict()
+        return flatten(state, self.parameter_layout())
 
     def embedding(self, items: Items = None) -> np.ndarray:
         """The embedding rows ``items`` (all by default; see :meth:`decode`): (B', E, *s)
@@ -304,6 +337,13 @@ class NeuralDatum:
         if self.metadata["signal"].get("loss") == "bce":
             return output.sigmoid()
         return output.clamp(0.0, 1.0)
+
+    def as_tensor(self, items: Items = None) -> torch.Tensor:
+        """The decode as a float32 tensor in the modality's layout for ML pipelines: images
+        ``C x H x W`` and video ``T x C x H x W`` in [0, 1], shapes' occupancy probabilities
+        ``1 x D x H x W``, arrays ``1 x *S`` in their own units (see
+        :meth:`~neurep.modalities.base.ModalityAdapter.signal_as_tensor`)."""
+        return self.adapter.signal_as_tensor(self.decode_signal(items))
 
     def decode(self, items: Items = None, **options: Any):
         """Decode to the kind the datum was fitted from: same shape, dtype and value range.

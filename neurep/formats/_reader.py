@@ -72,12 +72,15 @@ def open_nrep(
     path_or_bytes: str | os.PathLike | bytes | bytearray | memoryview,
     *,
     limits: ReadLimits | None = None,
+    name: str | None = None,
 ) -> NrepReader:
     """Open a ``.nrep`` file, validating its ZIP directory and metadata but reading no payload.
 
     Args:
         path_or_bytes: a path, or the whole file's bytes.
         limits: bounds on what the file may declare (:class:`ReadLimits` defaults if None).
+        name: what error messages call bytes (a pack's ``data.h5:a/b.nrep``); paths name
+            themselves.
 
     Raises:
         FormatError: the bytes are not a valid ``.nrep`` (damaged, foreign, tampered...).
@@ -85,7 +88,7 @@ def open_nrep(
         ResourceLimitError: the file declares more than ``limits`` allow.
         FileNotFoundError, IsADirectoryError, PermissionError: problems with the path itself.
     """
-    source = ByteSource.open(path_or_bytes)
+    source = ByteSource.open(path_or_bytes, name)
     try:
         return NrepReader(source, DEFAULT_LIMITS if limits is None else limits)
     except BaseException:
@@ -99,6 +102,7 @@ class NrepReader:
     Attributes:
         metadata: the ``neurep`` metadata dict (validated; treat as read-only).
         path: the file path, or None when opened from bytes.
+        name: what error messages call the file (its path, or the name given for bytes).
         nbytes: the file size in bytes.
         array_names: names of the zarr arrays in the file, sorted.
     """
@@ -109,6 +113,7 @@ class NrepReader:
         self._index = ZipIndex.parse(source, limits)
         self._check_metadata_volume()
         self.path: str | None = source.path
+        self.name: str = source.name
         self.nbytes: int = source.size
         self.metadata: dict[str, Any] = self._read_metadata()
         self._arrays: dict[str, ArraySpec] = self._read_array_specs()

@@ -34,8 +34,9 @@ class ByteSource:
         self._finalizer = weakref.finalize(self, os.close, fd) if fd is not None else None
 
     @classmethod
-    def open(cls, path_or_bytes: object) -> ByteSource:
-        """Open a path (str / os.PathLike) or wrap bytes / bytearray / memoryview.
+    def open(cls, path_or_bytes: object, name: str | None = None) -> ByteSource:
+        """Open a path (str / os.PathLike) or wrap bytes / bytearray / memoryview (called
+        ``name`` in error messages, ``<bytes>`` by default).
 
         Raises the builtin ``FileNotFoundError`` / ``IsADirectoryError`` / ``PermissionError``
         for problems with the path itself, and :class:`FormatError` for a path that is not a
@@ -43,7 +44,7 @@ class ByteSource:
         """
         if isinstance(path_or_bytes, bytes | bytearray | memoryview):
             data = bytes(path_or_bytes)
-            return cls(name=_BYTES_NAME, path=None, data=data, fd=None, size=len(data))
+            return cls(name=name or _BYTES_NAME, path=None, data=data, fd=None, size=len(data))
         if not isinstance(path_or_bytes, str | os.PathLike):
             raise TypeError(
                 "open_nrep expects a path (str or os.PathLike) or bytes, "

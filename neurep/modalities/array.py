@@ -112,6 +112,12 @@ class ArrayAdapter(ModalityAdapter):
     def signal_shape(self) -> tuple[int, ...]:
         return (1, 1, *self.configuration.shape)
 
+    def signal_as_tensor(self, signal: torch.Tensor) -> torch.Tensor:
+        """``(1, 1, *shape)`` -> ``(1, *shape)`` float32 in the array's own units: each
+        datum has its own min-max, so [0, 1] values would not compare across data."""
+        low, high = self.value_range
+        return (signal[0] * (high - low) + low).to(torch.float32)
+
     # ---- configuration -------------------------------------------------------------------
 
     @classmethod

@@ -111,6 +111,16 @@ class ModalityAdapter(abc.ABC):
 
         ``options`` are those named in :attr:`decode_options`."""
 
+    def signal_as_tensor(self, signal: torch.Tensor) -> torch.Tensor:
+        """A decoded signal ``(B, C, *spatial)`` in [0, 1] as the float32 tensor ML
+        pipelines get (``NeuralDatum.as_tensor``, ``neurep.data.NeuralDataset``).
+
+        The default is the one item, ``(C, *spatial)`` in [0, 1]: images ``C x H x W``,
+        shapes' occupancy probabilities ``1 x D x H x W``. Video keeps its frame axis,
+        arrays return to their own units.
+        """
+        return signal[0] if signal.shape[0] == 1 else signal
+
     def signal_shape(self) -> tuple[int, ...] | None:
         """``(B, C, *spatial)`` of the signal this configuration restores from, or None if
         the adapter does not say; a file whose signal disagrees is refused on load."""

@@ -185,6 +185,10 @@ class VideoAdapter(ModalityAdapter):
         """One frame's decode without its frame axis: ``decode(i)`` is ``decode()[i]``."""
         return decoded[0]
 
+    def signal_as_tensor(self, signal: torch.Tensor) -> torch.Tensor:
+        """``(T', C, H, W)`` in [0, 1] as it is: a clip keeps its frame axis, even of one."""
+        return signal
+
     def from_signal(self, signal: torch.Tensor) -> np.ndarray | torch.Tensor:
         """``(T', C, H, W)`` float in about ``[0, 1]`` (or uint8 meaning value / 255), T' <= T
         (a decode of some frames) -> numpy ``T'xHxWxC`` (files, folders, numpy) or torch
