@@ -44,6 +44,9 @@ class ModalityAdapter(abc.ABC):
     """Lower-case file suffixes (with the dot) this adapter reads, in order of preference."""
     Configuration: ClassVar[type]
     """A frozen dataclass of JSON values; an instance is :attr:`configuration`."""
+    item_axis: ClassVar[bool] = False
+    """Whether the datum has an axis of items the user sees (video's frames): its tensors
+    (:meth:`signal_as_tensor`, embeddings in datasets) keep the B axis; others drop it."""
     item_label: ClassVar[str] = "items"
     """What one of the signal's B items is called in progress bars ("frames" for video)."""
     read_options: ClassVar[tuple[str, ...]] = ()
@@ -119,7 +122,7 @@ class ModalityAdapter(abc.ABC):
         shapes' occupancy probabilities ``1 x D x H x W``. Video keeps its frame axis,
         arrays return to their own units.
         """
-        return signal[0] if signal.shape[0] == 1 else signal
+        return signal if self.item_axis else signal[0]
 
     def signal_shape(self) -> tuple[int, ...] | None:
         """``(B, C, *spatial)`` of the signal this configuration restores from, or None if

@@ -109,6 +109,7 @@ class VideoAdapter(ModalityAdapter):
     )
     extensions: ClassVar[tuple[str, ...]] = VIDEO_EXTENSIONS
     read_options: ClassVar[tuple[str, ...]] = ("frames", "size")
+    item_axis: ClassVar[bool] = True
     item_label: ClassVar[str] = "frames"
     Configuration: ClassVar[type] = VideoConfiguration
     configuration: VideoConfiguration
@@ -184,10 +185,6 @@ class VideoAdapter(ModalityAdapter):
     def single_item(self, decoded: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """One frame's decode without its frame axis: ``decode(i)`` is ``decode()[i]``."""
         return decoded[0]
-
-    def signal_as_tensor(self, signal: torch.Tensor) -> torch.Tensor:
-        """``(T', C, H, W)`` in [0, 1] as it is: a clip keeps its frame axis, even of one."""
-        return signal
 
     def from_signal(self, signal: torch.Tensor) -> np.ndarray | torch.Tensor:
         """``(T', C, H, W)`` float in about ``[0, 1]`` (or uint8 meaning value / 255), T' <= T

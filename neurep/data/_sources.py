@@ -1,0 +1,116 @@
+"""Where a :class:`~neurep.data.NeuralDataset`'s items come from: a converted folder, a list
+of ``.nrep`` paths, or a pack (:class:`~neurep.data.pack.PackReader`).
+
+Each source has ``len()``, ``names`` (one string per item), ``record(i)`` (the item's index
+fields) and ``load(i)`` (a :class:`~neurep.datum.NeuralDatum`). Sources hold paths and small
+lists only, never an open file, so they pickle small into data-loader workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from neurep.conversion.index import INDEX_NAME, read_index
+from neurep.errors import InputError
+
+__all__ = ["FolderItems", "PathItems", "open_items"]
+
+
+class FolderItems:
+    """The items of a ``neurep convert`` output folder, as its index lists them.
+
+    Items are the index's latest ``ok`` line for each output whose file is there, in the
+    order of their first line (the order items were converted in). A folder without an
+    index gives its ``.nrep`` files, sorted, with empty records.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        index = self.root / INDEX_NAME
+        if index.is_file():
+            latest = read_index(index).latest
+            rows = [row for row in latest.values() if row.get("status") == "ok"]
+            self.names = [row["output"] for row in rows if (self.root / row["output"]).is_file()]
+            self._records = {row["output"]: row for row in rows}
+        else:
+            found = sorted(self.root.rglob("*.nrep"))
+            self.names = [path.relative_to(self.root).as_posix() for path in found]
+            self._records = {}
+        if not self.names:
+            raise InputError(f"{self.root}: no converted items (no ok line in {INDEX_NAME})")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def record(self, index: int) -> dict[str, Any]:
+        return dict(self._records.get(self.names[index], {}))
+
+    def load(self, index: int):
+        from neurep.datum import NeuralDatum
+
+        return NeuralDatum.from_file(self.root / self.names[index])
+
+
+class PathItems:
+    """A list of ``.nrep`` paths; a record is read from each file's metadata when asked."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
+        self.names = [os.fspath(path) for path in paths]
+        if not self.names:
+            raise InputError("NeuralDataset got an empty list of .nrep paths")
+        missing = [name for name in self.names if not os.path.isfile(name)]
+        if missing:
+            raise InputError(f"no such .nrep file: {', '.join(missing[:3])}")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def record(self, index: int) -> dict[str, Any]:
+        from neurep.formats import open_nrep
+
+        path = self.names[index]
+        with open_nrep(path) as reader:
+            metadata = reader.metadata
+        modality = metadata.get("modality", {})
+        return {
+            "output": path,
+            "source": modality.get("configuration", {}).get("source"),
+            "modality": modality.get("name"),
+            "bytes": os.path.getsize(path),
+            "quality": metadata.get("quality", {}),
+            "status": "ok",
+        }
+
+    def load(self, index: int):
+        from neurep.datum import NeuralDatum
+
+        return NeuralDatum.from_file(self.names[index])
+
+
+def open_items(source: Any):
+    """The item source for ``source``: a folder, a pack (``.h5``/``.hdf5``), or paths."""
+    from neurep.data.pack import PackReader, is_pack
+
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if path.is_dir():
+            return FolderItems(path)
+        if is_pack(path):
+            return PackReader(path)
+        if path.suffix.lower() == ".nrep" and path.is_file():
+            return PathItems([path])
+        if not path.exists():
+            raise InputError(f"{path}: no such folder, pack or file")
+        raise InputError(
+            f"{path}: not a converted folder, a pack (.h5) or a .nrep file; "
+            "pass a folder, a pack or a list of .nrep paths"
+        )
+    if isinstance(source, Sequence) and not isinstance(source, bytes | bytearray):
+        return PathItems(source)
+    raise TypeError(
+        "NeuralDataset takes a folder, a pack or a list of .nrep paths, "
+        f"not {type(source).__name__}"
+    )
