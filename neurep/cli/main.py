@@ -20,6 +20,8 @@ COMMANDS = {
     ),
     "info": ("neurep.cli.info", "summarise a .nrep file from its metadata"),
     "convert": ("neurep.cli.convert", "fit every item of a folder, glob, list or HDF5 file"),
+    "pack": ("neurep.cli.pack", "write a converted folder into one HDF5 file"),
+    "unpack": ("neurep.cli.unpack", "restore a packed folder byte for byte"),
 }
 
 

@@ -8,7 +8,7 @@
 - :class:`NeuralDataset` (:mod:`neurep.data.dataset`): items of a converted folder, a pack
   or a list of ``.nrep`` paths, decoded, as embeddings, as data, or encoded for batches;
 - :func:`decode_batch` (:mod:`neurep.data.batch`): one vmapped forward for many items;
-- :func:`pack`, :func:`unpack`, :class:`PackReader` (:mod:`neurep.data.pack`): a converted
+- :func:`pack`, :func:`unpack`, :class:`PackReader` (:mod:`neurep.data.packs`): a converted
   folder as one HDF5 file and back.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from neurep.data.batch import EncodedItem, decode_batch, encode_item, stack_or_list
 from neurep.data.dataset import OUTPUTS, NeuralDataset
-from neurep.data.pack import PackReader, is_pack, pack, unpack
+from neurep.data.packs import PackReader, is_pack, pack, unpack
 
 __all__ = [
     "OUTPUTS",

@@ -1,5 +1,5 @@
 """Where a :class:`~neurep.data.NeuralDataset`'s items come from: a converted folder, a list
-of ``.nrep`` paths, or a pack (:class:`~neurep.data.pack.PackReader`).
+of ``.nrep`` paths, or a pack (:class:`~neurep.data.packs.PackReader`).
 
 Each source has ``len()``, ``names`` (one string per item), ``record(i)`` (the item's index
 fields) and ``load(i)`` (a :class:`~neurep.datum.NeuralDatum`). Sources hold paths and small
@@ -92,7 +92,7 @@ class PathItems:
 
 def open_items(source: Any):
     """The item source for ``source``: a folder, a pack (``.h5``/``.hdf5``), or paths."""
-    from neurep.data.pack import PackReader, is_pack
+    from neurep.data.packs import PackReader, is_pack
 
     if isinstance(source, str | os.PathLike):
         path = Path(source)

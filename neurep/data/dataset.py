@@ -2,7 +2,7 @@
 
 It holds paths and the items' names and records, never an open file: it pickles small
 into ``DataLoader`` workers, and each worker opens what it reads (a pack's HDF5 handle is
-opened lazily in each worker process, see :class:`~neurep.data.pack.PackReader`).
+opened lazily in each worker process, see :class:`~neurep.data.packs.PackReader`).
 
 Threads: PyTorch runs each ``DataLoader`` worker on one intra-op thread, so
 ``num_workers=N`` decodes on N cores without oversubscription; with ``num_workers=0`` the

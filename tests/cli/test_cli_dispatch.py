@@ -60,7 +60,7 @@ def test_usage_errors_return_two_without_raising(module, argv, capsys):
 def test_dispatch_reaches_the_command_module(tmp_path, capsys):
     missing = tmp_path / "absent.nrep"
     assert main(["info", str(missing)]) == info.main([str(missing)]) == 1
-    assert set(COMMANDS) == {"fit", "decode", "info", "convert"}
+    assert set(COMMANDS) == {"fit", "decode", "info", "convert", "pack", "unpack"}
 
 
 def test_python_dash_m_neurep_runs_the_same_main():

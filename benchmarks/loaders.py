@@ -1,0 +1,254 @@
+"""Neural data through a PyTorch ``DataLoader``, against PNG files read with Pillow.
+
+The benchmark cuts its own data as ``benchmarks/convert.py`` does (seeded,
+non-overlapping crops of kodim01-08 from ``../shared/data/kodak``): ``--crops`` 64x64
+crops (256) and ``--large`` 256x256 crops (64), written as PNGs, then converted with
+``neurep.convert`` (``fast`` preset, ``--steps`` 60, batched). Loading speed does not
+depend on how long a datum was fitted: the decoder's size comes from the capacity rule.
+Each size is also packed (``neurep.data.packs``).
+
+Loaders, all ``DataLoader(batch_size=32, shuffle=True, persistent_workers=workers > 0)``
+over the same items, each run with ``num_workers`` 0 and 2, one after another:
+
+* ``png``: Pillow opens the PNG, ``torch.from_numpy(...).permute(2, 0, 1) / 255``;
+* ``neural item by item``: ``NeuralDataset(folder)``, each item decoded alone;
+* ``neural batched``: ``NeuralDataset(folder, output="encoded")`` with
+  ``collate_fn=dataset.decode``: one vmapped forward per batch, in the workers;
+* ``neural batched (pack)``: the same from the ``.h5`` pack;
+* ``embedding``: ``NeuralDataset(folder, output="embedding")``.
+
+Per loader: items/s over ``--epochs`` (3) epochs after the first; first-batch latency
+(from creating the iterator to the first batch of the first epoch, worker start-up
+included); peak resident memory of the main process and of each worker (VmHWM). With 0
+workers the main process runs on torch's default threads; each worker on one (PyTorch's
+default). Writes results/loaders.json and results/loaders.png; progress to stderr.
+
+    ./dev bench loaders                         # about 10 min on 2 cores
+    ./dev bench loaders --quick                 # 64 + 32 crops, 1 epoch, into a temp dir
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from convert import make_crops
+
+import neurep
+from neurep.data import NeuralDataset, pack
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+LOADERS = ("png", "neural item by item", "neural batched", "neural batched (pack)", "embedding")
+#: The issue's acceptance: batched over item-by-item decoding (64x64), embeddings over
+#: decoding (the best decoded loader), and the goal of decoding level with PNG.
+TARGETS = {"batched_over_item": 4.0, "embedding_over_decoding": 10.0, "decoded_over_png": 1.0}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class PngDataset(Dataset):
+    """The baseline: PNG files decoded by Pillow to ``C x H x W`` float32 in [0, 1]."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        with Image.open(self.paths[index]) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        return torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255)
+
+
+def _peak_rss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def run_loader(dataset: Dataset, collate, workers: int, epochs: int, batch: int) -> dict:
+    """Items/s over ``epochs`` epochs after a first one, first-batch latency, peak memory."""
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+    )
+    started = time.perf_counter()
+    iterator = iter(loader)
+    first = next(iterator)
+    latency = time.perf_counter() - started
+    seen = len(first)
+    for batch_items in iterator:
+        seen += len(batch_items)
+    worker_pids = [w.pid for w in getattr(iterator, "_workers", [])]
+    assert seen == len(dataset), (seen, len(dataset))
+    timed = time.perf_counter()
+    for _ in range(epochs):
+        for batch_items in loader:
+            seen += len(batch_items)
+    seconds = time.perf_counter() - timed
+    workers_kb = [_peak_rss_kb(pid) for pid in worker_pids]
+    del iterator, loader
+    return {
+        "items_per_s": epochs * len(dataset) / seconds,
+        "first_batch_s": latency,
+        "peak_rss_worker_mb": [kb / 1024 for kb in workers_kb if kb] or None,
+        "peak_rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def prepare(work: Path, count: int, size: int, steps: int) -> tuple[list[Path], Path, Path]:
+    """PNG crops, their converted folder and its pack (reused when already there)."""
+    pngs, out, packed = work / f"png{size}", work / f"nrep{size}", work / f"pack{size}.h5"
+    names = sorted(p.name for p in pngs.glob("*.png")) if pngs.is_dir() else []
+    if len(names) != count:
+        names = make_crops(pngs, count, size, seed=size)
+    if not (out / "index.jsonl").is_file() or len(NeuralDataset(out)) != count:
+        log(f"converting {count} {size}x{size} crops ({steps} steps)")
+        neurep.convert(pngs, out, preset="fast", steps=steps, batch=16, progress=False)
+    if not packed.is_file():
+        pack(out, packed, progress=False)
+    return [pngs / name for name in names], out, packed
+
+
+def measure_size(work: Path, count: int, size: int, args) -> list[dict]:
+    pngs, out, packed = prepare(work, count, size, args.steps)
+    rows = []
+    for workers in (0, 2):
+        for loader in LOADERS:
+            if loader == "png":
+                dataset, collate = PngDataset(pngs), None
+            elif loader == "neural item by item":
+                dataset, collate = NeuralDataset(out), None
+            elif loader == "embedding":
+                dataset, collate = NeuralDataset(out, output="embedding"), None
+            else:
+                source = packed if "pack" in loader else out
+                dataset = NeuralDataset(source, output="encoded")
+                collate = dataset.decode
+            result = run_loader(dataset, collate, workers, args.epochs, args.batch)
+            row = {"size": size, "items": count, "loader": loader, "workers": workers, **result}
+            log(
+                f"{size}x{size} {loader:<22} workers={workers}: "
+                f"{row['items_per_s']:8.1f} items/s, first batch {row['first_batch_s']:.2f} s"
+            )
+            rows.append(row)
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict[str, Any]:
+    def speed(size: int, loader: str, workers: int) -> float:
+        (row,) = [
+            r for r in rows if (r["size"], r["loader"], r["workers"]) == (size, loader, workers)
+        ]
+        return row["items_per_s"]
+
+    summary: dict[str, Any] = {}
+    for size in sorted({r["size"] for r in rows}):
+        for workers in (0, 2):
+            decoded = speed(size, "neural batched", workers)
+            summary[f"{size}_workers{workers}"] = {
+                "batched_over_item": decoded / speed(size, "neural item by item", workers),
+                "decoded_over_png": decoded / speed(size, "png", workers),
+                "embedding_over_decoding": speed(size, "embedding", workers) / decoded,
+                "pack_over_folder": speed(size, "neural batched (pack)", workers) / decoded,
+            }
+    return summary
+
+
+def plot(rows: list[dict], out: Path) -> Path:
+    sizes = sorted({r["size"] for r in rows})
+    figure = Figure(figsize=(5.5 * len(sizes), 4.2))
+    FigureCanvasAgg(figure)
+    for panel, size in enumerate(sizes):
+        ax = figure.add_subplot(1, len(sizes), panel + 1)
+        for offset, workers in ((-0.2, 0), (0.2, 2)):
+            speeds = [
+                next(
+                    r["items_per_s"]
+                    for r in rows
+                    if (r["size"], r["loader"], r["workers"]) == (size, loader, workers)
+                )
+                for loader in LOADERS
+            ]
+            ax.bar(np.arange(len(LOADERS)) + offset, speeds, 0.4, label=f"num_workers={workers}")
+        ax.set_xticks(np.arange(len(LOADERS)), [n.replace(" ", "\n", 1) for n in LOADERS])
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("items/s (batch 32)")
+        ax.set_title(f"{size}x{size} crops")
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--crops", type=int, default=256, help="64x64 crops")
+    parser.add_argument("--large", type=int, default=64, help="256x256 crops")
+    parser.add_argument("--steps", type=int, default=60, help="fit steps of the conversion")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per loader")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--work", type=Path, default=None, help="data folder (kept)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "loaders.json")
+    parser.add_argument("--quick", action="store_true", help="64 + 32 crops, 1 epoch")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.crops, args.large, args.epochs, args.steps = 64, 32, 1, 5
+    with tempfile.TemporaryDirectory(prefix="neurep-loaders-") as temporary:
+        work = args.work or Path(temporary)
+        rows = measure_size(work, args.crops, 64, args)
+        rows += measure_size(work, args.large, 256, args)
+    summary = summarise(rows)
+    result = {
+        "benchmark": "loaders",
+        "environment": {
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "neurep": neurep.__version__,
+        },
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "work")},
+        "targets": TARGETS,
+        "rows": rows,
+        "summary": summary,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    plot(rows, args.out.with_suffix(".png"))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
