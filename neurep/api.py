@@ -153,12 +153,26 @@ def save(datum: NeuralDatum, path: str | os.PathLike) -> int:
     return datum.save(path)
 
 
-def load(path: str | os.PathLike) -> NeuralDatum:
+def load(path: str | os.PathLike, item: int | str | None = None) -> NeuralDatum:
     """Open a ``.nrep`` file as a :class:`NeuralDatum`; weights are read on first decode.
 
+    ``path`` may also be a pack (``neurep pack``; :mod:`neurep.data.packs`): ``item`` then
+    picks the datum, by position or by name (its output path, or its source).
+
     Raises:
-        neurep.FormatError: the file is damaged, foreign, or of an unsupported version.
+        neurep.FormatError: the file is damaged, foreign, or of an unsupported version (for
+            a pack: the message names the item).
+        KeyError, IndexError: no such item in the pack.
     """
+    from neurep.data.packs import PackReader, is_pack
+
+    if is_pack(path):
+        if item is None:
+            raise TypeError(f"{path} is a pack: name the item, neurep.load(path, item)")
+        with PackReader(path) as pack:
+            return pack.load(item)
+    if item is not None:
+        raise TypeError(f"{path} is a single .nrep file: it takes no item")
     return NeuralDatum.from_file(path)
 
 

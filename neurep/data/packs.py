@@ -271,20 +271,14 @@ class PackReader:
     def load(self, index: int | str):
         """Item ``index`` (row or name) as a :class:`neurep.NeuralDatum` (weights are decoded
         from memory on its first decode). FormatError ``"{pack}: item {name!r}: ..."`` when the
-        bytes are damaged or not a valid ``.nrep``."""
+        bytes are damaged or not a valid ``.nrep``, now or on the first decode."""
         from neurep.datum import NeuralDatum
-        from neurep.formats import open_nrep
 
         row = self.position(index)
-        data = self.read_bytes(row)
-        try:
-            reader = open_nrep(data)
-            datum = NeuralDatum(reader.metadata, reader=reader)
-            datum._check_embedding_description()
-            datum._check_modality_agrees()
-        except FormatError as error:
-            raise type(error)(f"{self.path}: item {self.names[row]!r}: {error}") from None
-        return datum
+        # named so, every later error (weights are read on the first decode) names the item
+        return NeuralDatum.from_bytes(
+            self.read_bytes(row), name=f"{self.path}: item {self.names[row]!r}"
+        )
 
     def close(self) -> None:
         """Close this process's HDF5 handle (reading again reopens it)."""

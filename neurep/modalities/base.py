@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import math
 import os
 import typing
@@ -268,7 +269,7 @@ def parse_configuration(dataclass: type, fields: dict[str, Any], adapter_name: s
 
     Raises FormatError naming the first missing field or the conversion that failed.
     """
-    hints = typing.get_type_hints(dataclass)
+    hints = _type_hints(dataclass)
     values = {}
     for field in dataclasses.fields(dataclass):
         if field.name not in fields:
@@ -282,6 +283,12 @@ def parse_configuration(dataclass: type, fields: dict[str, Any], adapter_name: s
                 f"{adapter_name} modality configuration is malformed: {error}"
             ) from error
     return dataclass(**values)
+
+
+@functools.cache
+def _type_hints(dataclass: type) -> dict[str, Any]:
+    """``typing.get_type_hints`` once per class: it evaluates each string annotation."""
+    return typing.get_type_hints(dataclass)
 
 
 def _convert(value: Any, hint: Any) -> Any:
