@@ -247,8 +247,10 @@ class NeuralDatum:
                     f"{self._source}: weight {name!r} has shape {tuple(tensor.shape)}, the "
                     f"decoder configuration needs {expected[name]}"
                 )
-            if not torch.isfinite(tensor).all():
-                raise FormatError(f"{self._source}: weight {name!r} holds NaN or infinity")
+        floating = [t for t in weights.values() if t.is_floating_point()]
+        if floating and not torch.isfinite(torch.cat([t.reshape(-1) for t in floating])).all():
+            name = next(n for n, t in weights.items() if not torch.isfinite(t).all())
+            raise FormatError(f"{self._source}: weight {name!r} holds NaN or infinity")
         return weights
 
     def parameter_layout(self) -> list[ParameterSlot]:

@@ -7,7 +7,7 @@ names, dtypes, shapes and order, and this module turns a version-2 description b
 version 1 (which :mod:`neurep.formats._qinfo` validates as before)::
 
     stored2, q2 = compact_tensors(stored1, q1, order)        # writer
-    stored1, q1 = expand_tensors(stored2, q2, expected)      # reader, expected from the decoder
+    stored1, q1, _ = expand_tensors(stored2, q2, expected)   # reader, expected from the decoder
 
 Weights, version 2: ``{"version": 2, "precision": p, "layout": s}``, ``s`` one letter per
 state-dict tensor, in state-dict order: ``f``/``h``/``b`` cast to float32/float16/bfloat16,
@@ -26,6 +26,7 @@ are the embedding array's own.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -38,6 +39,7 @@ from neurep.formats._qinfo import (
     PRECISIONS,
     QINFO_VERSION,
     TORCH_DTYPES,
+    expected_stored,
     packed_len,
     require,
 )
@@ -98,12 +100,14 @@ def compact_tensors(
 
 def expand_tensors(
     stored: Any, qinfo: Any, expected: dict[str, tuple[str, tuple[int, ...]]]
-) -> tuple[dict[str, torch.Tensor], dict]:
-    """Version-2 ``(stored, qinfo)`` -> version 1, checked against the decoder's tensors.
+) -> tuple[dict[str, torch.Tensor], dict, dict[str, tuple[str, tuple[int, ...]]]]:
+    """Version-2 ``(stored, qinfo)`` -> version 1, checked against the decoder's tensors,
+    and what :func:`~neurep.formats._qinfo.expected_stored` says of that version 1.
 
     expected: name -> (dtype name, shape) in state-dict order (from the decoder configuration).
     Every stored tensor must be 1-D with exactly the elements the layout implies; raises
     :class:`FormatError` otherwise. Work is bounded by ``expected`` and the stored sizes.
+    The returned qinfo is shared between calls with the same description: do not modify it.
     """
     require(isinstance(qinfo, dict), "quantization info must be an object")
     require(
@@ -111,17 +115,40 @@ def expand_tensors(
         "version 2 needs exactly 'version', 'precision' and 'layout'",
     )
     precision, layout = qinfo["precision"], qinfo["layout"]
-    require(precision in PRECISIONS, f"unknown precision {precision!r}")
+    require(
+        isinstance(precision, str) and precision in PRECISIONS, f"unknown precision {precision!r}"
+    )
     require(
         isinstance(layout, str) and len(layout) == len(expected),
         f"'layout' must have one letter for each of the decoder's {len(expected)} tensors",
     )
     require(isinstance(stored, dict), "stored tensors must be a dict")
+    spans, sizes, dtypes, v1, v1_expected = _plan(precision, layout, tuple(expected.items()))
+    got = sorted(stored)[:6]
+    require(set(stored) == set(sizes), f"stored tensors {got}, expected {sorted(sizes)[:6]}")
+    for key, shape in sizes.items():
+        t, want = stored[key], dtypes[key]
+        ok = isinstance(t, torch.Tensor) and DTYPE_NAMES.get(t.dtype) == want
+        require(ok and tuple(t.shape) == shape, f"{key!r} must be {want} {list(shape)}")
+    out = {name: stored[key].reshape(-1)[a:b].reshape(shape) for key, a, b, shape, name in spans}
+    if _PARAMS in stored:
+        out[PARAMS_TENSOR] = stored[_PARAMS]
+    return out, v1, v1_expected
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(
+    precision: str, layout: str, expected: tuple[tuple[str, tuple[str, tuple[int, ...]]], ...]
+) -> tuple[list, dict, dict, dict, dict]:
+    """What a layout implies for a decoder's tensors, the same for every file of one
+    architecture and precision (cached; FormatError results are not): the spans (stored
+    tensor, start, end, shape, name), the stored tensors' shapes and dtypes, the version-1
+    qinfo and what :func:`~neurep.formats._qinfo.expected_stored` says of it."""
     bits = _bits(precision)
     entries: dict[str, dict] = {}
     sizes: dict[str, Any] = {}  # stored tensor -> elements it must have (then: its shape)
     spans: list[tuple[str, int, int, tuple[int, ...], str]] = []  # (tensor, start, end, ...)
-    for (name, (dtype, shape)), letter in zip(expected.items(), layout, strict=True):
+    for (name, (dtype, shape)), letter in zip(expected, layout, strict=True):
         require(dtype in TORCH_DTYPES, f"{name!r}: the decoder has a {dtype} tensor")
         n = math.prod(shape)
         floating = TORCH_DTYPES[dtype].is_floating_point
@@ -171,19 +198,11 @@ def expand_tensors(
         sizes = {key: (n,) for key, n in sizes.items()}
         dtypes = {key: key.removeprefix("raw_") for key in sizes}
         dtypes.update({_CODES: "uint8", _PARAMS: "float32"})
-    got = sorted(stored)[:6]
-    require(set(stored) == set(sizes), f"stored tensors {got}, expected {sorted(sizes)[:6]}")
-    for key, shape in sizes.items():
-        t, want = stored[key], dtypes[key]
-        ok = isinstance(t, torch.Tensor) and DTYPE_NAMES.get(t.dtype) == want
-        require(ok and tuple(t.shape) == shape, f"{key!r} must be {want} {list(shape)}")
-    out = {name: stored[key].reshape(-1)[a:b].reshape(shape) for key, a, b, shape, name in spans}
     v1: dict[str, Any] = {"version": QINFO_VERSION, "precision": precision}
-    if _PARAMS in stored:
-        out[PARAMS_TENSOR] = stored[_PARAMS]
+    if _PARAMS in sizes:
         v1["params_tensor"] = PARAMS_TENSOR
     v1["tensors"] = entries
-    return out, v1
+    return spans, sizes, dtypes, v1, expected_stored(v1)
 
 
 def compact_array(qinfo: dict) -> dict:

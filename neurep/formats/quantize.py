@@ -292,8 +292,9 @@ def dequantize_tensors(
     """
     if isinstance(qinfo, dict) and qinfo.get("version") == COMPACT_VERSION:
         require(expected is not None, "the compact layout needs the decoder's tensors")
-        stored, qinfo = expand_tensors(stored, qinfo, expected)
-    expected = expected_stored(qinfo)
+        stored, qinfo, expected = expand_tensors(stored, qinfo, expected)
+    else:
+        expected = expected_stored(qinfo)
     require(isinstance(stored, dict), "stored tensors must be a dict")
     missing, extra = set(expected) - set(stored), set(stored) - set(expected)
     require(not missing, f"tensors missing from the file: {sorted(missing)[:5]}")
@@ -302,7 +303,8 @@ def dequantize_tensors(
         t = stored[name]
         require(isinstance(t, torch.Tensor), f"{name!r} is not a tensor")
         got = (DTYPE_NAMES.get(t.dtype), tuple(t.shape))
-        require(got == (dtype, shape), f"{name!r} is {got}, expected {(dtype, shape)}")
+        if got != (dtype, shape):  # the message is formatted only when it is needed
+            require(False, f"{name!r} is {got}, expected {(dtype, shape)}")
     params = None
     if PARAMS_TENSOR in stored:
         params = stored[PARAMS_TENSOR].detach().cpu().numpy()
@@ -316,17 +318,20 @@ def dequantize_tensors(
             continue
         if e["method"] == "cast":
             v = t.to(torch.float32)
-            require(bool(torch.isfinite(v).all()), f"{name!r} has non-finite values")
+            if not torch.isfinite(v).all():
+                require(False, f"{name!r} has non-finite values")
             out[name] = v.reshape(shape).contiguous()
             continue
         bits, start = e["bits"], e["params"]
         c = 1 if e["granularity"] == "tensor" else shape[e["axis"]]
         scale, offset = params[start : start + c], params[start + c : start + 2 * c]
-        require(bool((scale >= 0).all()), f"{name!r} has a negative scale")
+        if not (scale >= 0).all():
+            require(False, f"{name!r} has a negative scale")
         n = math.prod(shape)
         codes = t.numpy().reshape(-1)
         codes = _unpack(codes, bits, n) if e["packed"] else codes
-        require(n == 0 or int(codes.max()) < (1 << bits), f"{name!r} has codes above {bits} bits")
+        if n and int(codes.max()) >= (1 << bits):
+            require(False, f"{name!r} has codes above {bits} bits")
         out[name] = torch.from_numpy(_values(codes, shape, scale, offset, e.get("axis", 0)))
     return out
 

@@ -75,12 +75,8 @@ def flatten(state: dict[str, torch.Tensor], slots: list[ParameterSlot]) -> np.nd
     """A state dict laid out by ``slots``: (P,) float32."""
     if not slots:
         return np.zeros(0, np.float32)
-    vector = np.empty(slots[-1].offset + slots[-1].size, np.float32)
-    for slot in slots:
-        vector[slot.offset : slot.offset + slot.size] = (
-            state[slot.name].detach().cpu().reshape(-1).to(torch.float32).numpy()
-        )
-    return vector
+    parts = [state[slot.name].detach().reshape(-1) for slot in slots]
+    return torch.cat(parts).to(device="cpu", dtype=torch.float32).numpy()
 
 
 def unflatten(vectors: torch.Tensor, slots: list[ParameterSlot]) -> dict[str, torch.Tensor]:
