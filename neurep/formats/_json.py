@@ -56,8 +56,32 @@ def load_json(
         raise ResourceLimitError(f"{source}: {what} is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise FormatError(f"{source}: {what} is not valid JSON: {error}") from None
-    check_json_bounds(value, source=source, what=what, limits=limits, max_nodes=max_nodes)
+    max_nodes = limits.max_json_nodes if max_nodes is None else max_nodes
+    if not (len(text) <= min(max_nodes, limits.max_string_chars) and _within_depth(value, limits)):
+        check_json_bounds(value, source=source, what=what, limits=limits, max_nodes=max_nodes)
     return value
+
+
+def _within_depth(value: Any, limits: ReadLimits) -> bool:
+    """Whether a parsed document of at most ``max_json_nodes`` and ``max_string_chars``
+    characters is within bounds: such a text cannot hold more values (each takes a
+    character) nor a longer string, so only the nesting depth and numbers that overflowed
+    to infinity are left to check; containers are walked, leaves looked at only by type.
+    False sends the document to :func:`check_json_bounds`, which names the problem."""
+    if type(value) not in (dict, list):
+        return not (type(value) is float and not math.isfinite(value))
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth >= limits.max_json_depth:
+            return False
+        for child in item.values() if type(item) is dict else item:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind is float and not math.isfinite(child):
+                return False
+    return True
 
 
 def check_json_bounds(
