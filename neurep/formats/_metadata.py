@@ -90,6 +90,7 @@ def _passes_fast_check(metadata: Any) -> bool:
     return True
 
 
+@functools.cache
 def _free_value_bounds() -> tuple[int, int, int, int]:
     free = metadata_schema()["$defs"]["free_value"]
     return (
@@ -125,29 +126,29 @@ def _free_form_values(metadata: dict[str, Any]) -> list[tuple[str, Any]]:
 def _check_free(value: Any, location: str, source: str) -> None:
     """Enforce the bounds of ``$defs/free_value`` on ``value`` and everything inside it."""
     max_chars, max_items, max_keys, max_key_chars = _free_value_bounds()
-    stack = [(value, location)]
+    stack: list[tuple[Any, tuple]] = [(value, (location,))]  # (value, its path's parts)
     while stack:
         item, where = stack.pop()
-        if isinstance(item, str):
-            problem = f"is a string of {len(item)} characters" if len(item) > max_chars else ""
-        elif isinstance(item, list):
-            problem = f"is a list of {len(item)} items" if len(item) > max_items else ""
-            stack.extend((child, f"{where}/{i}") for i, child in enumerate(item))
-        elif isinstance(item, dict):
+        kind = type(item)
+        problem = ""
+        if kind is str:
+            if len(item) > max_chars:
+                problem = f"is a string of {len(item)} characters"
+        elif kind is list:
+            if len(item) > max_items:
+                problem = f"is a list of {len(item)} items"
+            stack.extend((child, (*where, i)) for i, child in enumerate(item))
+        elif kind is dict:
             long_keys = [key for key in item if len(key) > max_key_chars]
-            problem = (
-                f"has {len(item)} keys"
-                if len(item) > max_keys
-                else f"has a key of {len(long_keys[0])} characters"
-                if long_keys
-                else ""
-            )
-            stack.extend((child, f"{where}/{key}") for key, child in item.items())
-        else:
-            problem = ""
+            if len(item) > max_keys:
+                problem = f"has {len(item)} keys"
+            elif long_keys:
+                problem = f"has a key of {len(long_keys[0])} characters"
+            stack.extend((child, (*where, key)) for key, child in item.items())
         if problem:
+            path = "/".join(str(part) for part in where)
             raise FormatError(
-                f"{source}: invalid metadata at {where}: {problem} (limits: strings "
+                f"{source}: invalid metadata at {path}: {problem} (limits: strings "
                 f"{max_chars} characters, lists {max_items} items, objects {max_keys} keys)"
             )
 
