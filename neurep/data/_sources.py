@@ -8,6 +8,7 @@ lists only, never an open file, so they pickle small into data-loader workers.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,7 +47,7 @@ class FolderItems:
         return len(self.names)
 
     def record(self, index: int) -> dict[str, Any]:
-        return dict(self._records.get(self.names[index], {}))
+        return copy.deepcopy(self._records.get(self.names[index], {}))
 
     def load(self, index: int):
         from neurep.datum import NeuralDatum

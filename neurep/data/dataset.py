@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from neurep.data._sources import open_items
@@ -76,8 +77,11 @@ class NeuralDataset(torch.utils.data.Dataset):
         return self.items.record(self._position(index))
 
     def _position(self, index: int) -> int:
-        if isinstance(index, bool) or not isinstance(index, int):
-            index = int(index)  # numpy and tensor integers from samplers
+        if isinstance(index, torch.Tensor) and index.dim() == 0 and not index.is_floating_point():
+            index = int(index)  # a sampler's tensor integer
+        if isinstance(index, bool) or not isinstance(index, int | np.integer):
+            raise TypeError(f"dataset indices are integers, not {type(index).__name__}")
+        index = int(index)
         if not -len(self) <= index < len(self):
             raise IndexError(f"item {index} is out of range for {len(self)} items")
         return index % len(self)
