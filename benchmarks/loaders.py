@@ -2,7 +2,7 @@
 
 The benchmark cuts its own data as ``benchmarks/convert.py`` does (seeded,
 non-overlapping crops of kodim01-08 from ``../shared/data/kodak``): ``--crops`` 64x64
-crops (256) and ``--large`` 256x256 crops (64), written as PNGs, then converted with
+crops (256) and ``--large`` 256x256 crops (48, all there are), written as PNGs, then converted with
 ``neurep.convert`` (``fast`` preset, ``--steps`` 60, batched). Loading speed does not
 depend on how long a datum was fitted: the decoder's size comes from the capacity rule.
 Each size is also packed (``neurep.data.packs``).
@@ -214,7 +214,7 @@ def plot(rows: list[dict], out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crops", type=int, default=256, help="64x64 crops")
-    parser.add_argument("--large", type=int, default=64, help="256x256 crops")
+    parser.add_argument("--large", type=int, default=48, help="256x256 crops (at most 48)")
     parser.add_argument("--steps", type=int, default=60, help="fit steps of the conversion")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per loader")
     parser.add_argument("--batch", type=int, default=32)

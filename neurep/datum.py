@@ -26,6 +26,7 @@ from neurep.formats import (
     quantize_tensors,
     write_nrep,
 )
+from neurep.formats._compact_vector import compact_vector
 from neurep.metadata import (
     EMBEDDING_ARRAY,
     at_precision,
@@ -226,14 +227,16 @@ class NeuralDatum:
     def _read_weights(self) -> dict[str, torch.Tensor]:
         """The file's decoder weights, dequantised to float32 and checked against the
         decoder configuration: names, shapes, finite values (FormatError otherwise)."""
-        try:
-            described = state_layout(self.metadata["decoder"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise FormatError(f"{self._source}: cannot build the decoder: {error}") from None
+        described, stored, qinfo = self._stored_weights()
+        vector = compact_vector(stored, qinfo, described)
+        if vector is not None:  # the default layouts, in one pass (same values)
+            flat = torch.from_numpy(vector)
+            return {
+                slot.name: flat[slot.offset : slot.offset + slot.size].view(slot.shape)
+                for slot in self.parameter_layout()
+            }
         expected = {k: shape for k, (_, shape) in described.items()}
-        stored = self._reader.read_tensors()
         # format 1.1's compact layout takes names, dtypes, shapes and order from the decoder
-        qinfo = self.metadata["weights"].get("quantization")
         weights = dequantize_tensors(stored, qinfo, described)
         if set(weights) != set(expected):
             missing, extra = set(expected) - set(weights), set(weights) - set(expected)
@@ -252,6 +255,14 @@ class NeuralDatum:
             name = next(n for n, t in weights.items() if not torch.isfinite(t).all())
             raise FormatError(f"{self._source}: weight {name!r} holds NaN or infinity")
         return weights
+
+    def _stored_weights(self) -> tuple[dict, dict[str, torch.Tensor], Any]:
+        """(the decoder's state-dict layout, the stored tensors, their quantisation info)."""
+        try:
+            described = state_layout(self.metadata["decoder"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise FormatError(f"{self._source}: cannot build the decoder: {error}") from None
+        return described, self._reader.read_tensors(), self.metadata["weights"].get("quantization")
 
     def parameter_layout(self) -> list[ParameterSlot]:
         """Where each decoder tensor lies in :meth:`parameters_vector`: (name, shape,

@@ -240,18 +240,19 @@ class PackReader:
         few = ", ".join(repr(n) for n in self.names[:5]) + (", ..." if len(self) > 5 else "")
         raise KeyError(f"{self.path}: no item {name!r} (items: {few or 'none'})")
 
-    def _handle(self):
-        """The h5py file, opened once per process (a forked worker opens its own)."""
+    def _data(self):
+        """The ``/data`` dataset of the h5py file, opened once per process (a forked worker
+        opens its own); kept, since looking it up by name costs more than reading an item."""
         if self._file is None or self._pid != os.getpid():
             self._file = None  # an inherited handle belongs to the parent: never reuse it
-            self._file = h5py_module().File(self.path, "r")
-            self._pid = os.getpid()
-        return self._file
+            handle = h5py_module().File(self.path, "r")
+            self._file, self._pid = (handle, handle["data"]), os.getpid()
+        return self._file[1]
 
     def _read(self, file_row: int, what: str) -> bytes:
         _, offset, size, digest = self._files[file_row]
         try:
-            data = self._handle()["data"][offset : offset + size].tobytes() if size else b""
+            data = self._data()[offset : offset + size].tobytes() if size else b""
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
             raise FormatError(f"{self.path}: {what}: cannot read its bytes: {error}") from None
         if hashlib.sha256(data).hexdigest() != digest:
@@ -283,7 +284,7 @@ class PackReader:
     def close(self) -> None:
         """Close this process's HDF5 handle (reading again reopens it)."""
         if self._file is not None and self._pid == os.getpid():
-            self._file.close()
+            self._file[0].close()
         self._file = None
 
     def __enter__(self) -> PackReader:
