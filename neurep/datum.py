@@ -235,9 +235,12 @@ class NeuralDatum:
                 slot.name: flat[slot.offset : slot.offset + slot.size].view(slot.shape)
                 for slot in self.parameter_layout()
             }
+        return self._checked_weights(dequantize_tensors(stored, qinfo, described), described)
+
+    def _checked_weights(
+        self, weights: dict[str, torch.Tensor], described: dict
+    ) -> dict[str, torch.Tensor]:
         expected = {k: shape for k, (_, shape) in described.items()}
-        # format 1.1's compact layout takes names, dtypes, shapes and order from the decoder
-        weights = dequantize_tensors(stored, qinfo, described)
         if set(weights) != set(expected):
             missing, extra = set(expected) - set(weights), set(weights) - set(expected)
             raise FormatError(
@@ -277,7 +280,14 @@ class NeuralDatum:
         :meth:`parameter_layout`: the same P and order for every datum whose
         ``metadata["decoder"]`` is equal, so such vectors stack into weight-space features.
         A file's weights are dequantised without building the decoder."""
-        state = self._read_weights() if self._decoder is None else self._decoder.state_dict()
+        if self._decoder is None and self._reader is not None:
+            described, stored, qinfo = self._stored_weights()
+            vector = compact_vector(stored, qinfo, described)
+            if vector is not None:
+                return vector
+            state = self._checked_weights(dequantize_tensors(stored, qinfo, described), described)
+        else:
+            state = self.decoder.state_dict()
         return flatten(state, self.parameter_layout())
 
     def embedding(self, items: Items = None) -> np.ndarray:

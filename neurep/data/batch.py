@@ -28,7 +28,6 @@ import torch
 from torch.func import functional_call
 
 from neurep.errors import FormatError
-from neurep.modalities import adapter_from_config
 from neurep.models.layout import architecture_key, parameter_layout, unflatten
 from neurep.models.vmapped import vmappable_template
 
@@ -52,7 +51,8 @@ class EncodedItem:
         embedding: (B, E, *s) float32.
         signal_shape: (B, C, *S), what the decode is cropped to.
         loss: "mse" (values clamped to [0, 1]) or "bce" (occupancy: a sigmoid).
-        modality: ``metadata["modality"]``, which gives the tensor layout.
+        adapter: the datum's modality adapter, which gives the tensor layout
+            (``signal_as_tensor``); it pickles as its small configuration.
     """
 
     name: str
@@ -61,7 +61,7 @@ class EncodedItem:
     embedding: np.ndarray
     signal_shape: tuple[int, ...]
     loss: str
-    modality: dict[str, Any]
+    adapter: Any
 
 
 def encode_item(datum, name: str | None = None) -> EncodedItem:
@@ -78,18 +78,13 @@ def encode_item(datum, name: str | None = None) -> EncodedItem:
         embedding=embedding,
         signal_shape=tuple(int(v) for v in datum.metadata["signal"]["shape"]),
         loss=datum.metadata["signal"].get("loss", "mse"),
-        modality=datum.metadata["modality"],
+        adapter=datum.adapter,
     )
 
 
 @functools.lru_cache(maxsize=64)
 def _template(architecture: str) -> torch.nn.Module:
     return vmappable_template(json.loads(architecture))
-
-
-@functools.lru_cache(maxsize=4096)
-def _adapter(modality_key: str):
-    return adapter_from_config(json.loads(modality_key))
 
 
 def _group_key(item: EncodedItem) -> tuple:
@@ -123,9 +118,7 @@ def decode_batch(
                 [items[p] for p in chosen], architecture, signal_shape, loss, device
             )
             for position, signal in zip(chosen, signals, strict=True):
-                item = items[position]
-                adapter = _adapter(json.dumps(item.modality, sort_keys=True))
-                decoded[position] = adapter.signal_as_tensor(signal)
+                decoded[position] = items[position].adapter.signal_as_tensor(signal)
     return decoded  # type: ignore[return-value]
 
 

@@ -109,6 +109,18 @@ def expand_tensors(
     :class:`FormatError` otherwise. Work is bounded by ``expected`` and the stored sizes.
     The returned qinfo is shared between calls with the same description: do not modify it.
     """
+    spans, _, _, v1, v1_expected = check_compact(stored, qinfo, expected)
+    out = {name: stored[key].reshape(-1)[a:b].reshape(shape) for key, a, b, shape, name in spans}
+    if _PARAMS in stored:
+        out[PARAMS_TENSOR] = stored[_PARAMS]
+    return out, v1, v1_expected
+
+
+def check_compact(
+    stored: Any, qinfo: Any, expected: dict[str, tuple[str, tuple[int, ...]]]
+) -> tuple[list, dict, dict, dict, dict]:
+    """Check a version-2 ``(stored, qinfo)`` against the decoder's tensors (FormatError
+    otherwise) and return the layout's plan (see :func:`_plan`)."""
     require(isinstance(qinfo, dict), "quantization info must be an object")
     require(
         set(qinfo) == {"version", "precision", "layout"},
@@ -123,17 +135,15 @@ def expand_tensors(
         f"'layout' must have one letter for each of the decoder's {len(expected)} tensors",
     )
     require(isinstance(stored, dict), "stored tensors must be a dict")
-    spans, sizes, dtypes, v1, v1_expected = _plan(precision, layout, tuple(expected.items()))
+    plan = _plan(precision, layout, tuple(expected.items()))
+    _, sizes, dtypes, _, _ = plan
     got = sorted(stored)[:6]
     require(set(stored) == set(sizes), f"stored tensors {got}, expected {sorted(sizes)[:6]}")
     for key, shape in sizes.items():
         t, want = stored[key], dtypes[key]
         ok = isinstance(t, torch.Tensor) and DTYPE_NAMES.get(t.dtype) == want
         require(ok and tuple(t.shape) == shape, f"{key!r} must be {want} {list(shape)}")
-    out = {name: stored[key].reshape(-1)[a:b].reshape(shape) for key, a, b, shape, name in spans}
-    if _PARAMS in stored:
-        out[PARAMS_TENSOR] = stored[_PARAMS]
-    return out, v1, v1_expected
+    return plan
 
 
 @functools.lru_cache(maxsize=256)

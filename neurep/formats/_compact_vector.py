@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurep.formats._compact import COMPACT_VERSION, _plan, expand_tensors
+from neurep.formats._compact import COMPACT_VERSION, _plan, check_compact
 
 __all__ = ["compact_vector"]
 
@@ -37,11 +37,11 @@ def compact_vector(
 
     ``stored`` and ``qinfo`` as read from a file; ``expected``: name -> (dtype name, shape)
     of the decoder's state dict. Raises FormatError for a malformed layout or stored tensors
-    of the wrong dtypes or sizes (the checks of :func:`expand_tensors`).
+    of the wrong dtypes or sizes.
     """
     if not isinstance(qinfo, dict) or qinfo.get("version") != COMPACT_VERSION:
         return None
-    expand_tensors(stored, qinfo, expected)  # checks the layout and the stored tensors
+    check_compact(stored, qinfo, expected)  # the layout and the stored tensors' dtypes, sizes
     plan = _vector_plan(qinfo["precision"], qinfo["layout"], tuple(expected.items()))
     if plan is None:
         return None

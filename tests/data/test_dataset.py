@@ -60,7 +60,7 @@ def check_value(output: str, value, path: Path, name: str | None = None) -> None
         assert np.array_equal(value.parameters, reference.parameters_vector())
         assert np.array_equal(value.embedding, reference.embedding())
         assert value.signal_shape == tuple(reference.metadata["signal"]["shape"])
-        assert value.modality == reference.metadata["modality"]
+        assert value.adapter.to_config() == reference.metadata["modality"]
 
 
 @pytest.fixture(scope="module")
