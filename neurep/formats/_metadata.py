@@ -125,32 +125,47 @@ def _free_form_values(metadata: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def _check_free(value: Any, location: str, source: str) -> None:
     """Enforce the bounds of ``$defs/free_value`` on ``value`` and everything inside it."""
-    max_chars, max_items, max_keys, max_key_chars = _free_value_bounds()
-    stack: list[tuple[Any, tuple]] = [(value, (location,))]  # (value, its path's parts)
-    while stack:
-        item, where = stack.pop()
-        kind = type(item)
-        problem = ""
-        if kind is str:
-            if len(item) > max_chars:
-                problem = f"is a string of {len(item)} characters"
-        elif kind is list:
-            if len(item) > max_items:
-                problem = f"is a list of {len(item)} items"
-            stack.extend((child, (*where, i)) for i, child in enumerate(item))
-        elif kind is dict:
-            long_keys = [key for key in item if len(key) > max_key_chars]
-            if len(item) > max_keys:
-                problem = f"has {len(item)} keys"
-            elif long_keys:
-                problem = f"has a key of {len(long_keys[0])} characters"
-            stack.extend((child, (*where, key)) for key, child in item.items())
-        if problem:
-            path = "/".join(str(part) for part in where)
-            raise FormatError(
-                f"{source}: invalid metadata at {path}: {problem} (limits: strings "
-                f"{max_chars} characters, lists {max_items} items, objects {max_keys} keys)"
-            )
+    max_chars, max_items, max_keys, _ = _free_value_bounds()
+    try:
+        found = _free_problem(value, _free_value_bounds())
+    except RecursionError:  # only for a document whose depth no parser bounded
+        raise FormatError(f"{source}: invalid metadata at {location}: nested too deeply") from None
+    if found is not None:
+        parts, problem = found
+        path = "/".join(str(part) for part in [location, *reversed(parts)])
+        raise FormatError(
+            f"{source}: invalid metadata at {path}: {problem} (limits: strings "
+            f"{max_chars} characters, lists {max_items} items, objects {max_keys} keys)"
+        )
+
+
+def _free_problem(item: Any, bounds: tuple[int, int, int, int]) -> tuple[list, str] | None:
+    """None, or (the path to the first value past ``bounds``, innermost first; what is
+    wrong). Recursion is bounded: the document's depth was checked when it was parsed."""
+    max_chars, max_items, max_keys, max_key_chars = bounds
+    kind = type(item)
+    if kind is str:
+        return ([], f"is a string of {len(item)} characters") if len(item) > max_chars else None
+    if kind is list:
+        if len(item) > max_items:
+            return [], f"is a list of {len(item)} items"
+        children = enumerate(item)
+    elif kind is dict:
+        if len(item) > max_keys:
+            return [], f"has {len(item)} keys"
+        for key in item:
+            if len(key) > max_key_chars:
+                return [], f"has a key of {len(key)} characters"
+        children = item.items()
+    else:
+        return None
+    for where, child in children:
+        if type(child) in (str, list, dict):
+            found = _free_problem(child, bounds)
+            if found is not None:
+                found[0].append(where)
+                return found
+    return None
 
 
 def validate_metadata(metadata: Any, *, source: str) -> dict[str, Any]:
