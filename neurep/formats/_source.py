@@ -15,6 +15,9 @@ from typing import Final
 from neurep.errors import FormatError
 
 _BYTES_NAME: Final = "<bytes>"
+#: Files up to this size are read whole when opened (a small datum is read nearly whole
+#: anyway); larger ones (long clips) are read piece by piece as needed.
+SMALL_FILE_BYTES: Final = 256 << 10
 
 
 class ByteSource:
@@ -64,6 +67,10 @@ class ByteSource:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):  # swapped between stat and open
                 raise FormatError(f"{path}: not a regular file, so not a .nrep file")
+            if st.st_size <= SMALL_FILE_BYTES:  # one read now instead of a dozen small ones
+                data = _read_whole(fd, st.st_size, path)
+                os.close(fd)
+                return cls(name=path, path=path, data=data, fd=None, size=len(data))
         except BaseException:
             os.close(fd)
             raise
@@ -109,6 +116,18 @@ class ByteSource:
         self._fd = None
         if self._finalizer is not None:
             self._finalizer()  # closes the descriptor once
+
+
+def _read_whole(fd: int, size: int, path: str) -> bytes:
+    """The ``size`` bytes of a small file, read at once (FormatError if it shrank)."""
+    chunks, done = [], 0
+    while done < size:
+        chunk = _pread(fd, size - done, done)
+        if not chunk:
+            raise FormatError(f"{path}: the file shrank while it was being read")
+        chunks.append(chunk)
+        done += len(chunk)
+    return b"".join(chunks)
 
 
 def _pread(fd: int, size: int, offset: int) -> bytes:
