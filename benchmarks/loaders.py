@@ -17,9 +17,10 @@ over the same items, each run with ``num_workers`` 0 and 2, one after another:
 * ``neural batched (pack)``: the same from the ``.h5`` pack;
 * ``embedding``: ``NeuralDataset(folder, output="embedding")``.
 
-Per loader: items/s over ``--epochs`` (3) epochs after the first; first-batch latency
-(from creating the iterator to the first batch of the first epoch, worker start-up
-included); peak resident memory of the main process and of each worker (VmHWM). With 0
+Per loader: items/s over ``--epochs`` (5) epochs after the first, the loaders' epochs
+interleaved; first-batch latency (from creating the iterator to the first batch of the
+first epoch, worker start-up included); peak resident memory of the main process and of
+each worker (VmHWM, shared pages included). With 0
 workers the main process runs on torch's default threads; each worker on one (PyTorch's
 default). Writes results/loaders.json and results/loaders.png; progress to stderr.
 
@@ -90,39 +91,47 @@ def _peak_rss_kb(pid: int) -> int | None:
     return None
 
 
-def run_loader(dataset: Dataset, collate, workers: int, epochs: int, batch: int) -> dict:
-    """Items/s over ``epochs`` epochs after a first one, first-batch latency, peak memory."""
-    loader = DataLoader(
-        dataset,
-        batch_size=batch,
-        shuffle=True,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        collate_fn=collate,
-        generator=torch.Generator().manual_seed(0),
-    )
-    started = time.perf_counter()
-    iterator = iter(loader)
-    first = next(iterator)
-    latency = time.perf_counter() - started
-    seen = len(first)
-    for batch_items in iterator:
-        seen += len(batch_items)
-    worker_pids = [w.pid for w in getattr(iterator, "_workers", [])]
-    assert seen == len(dataset), (seen, len(dataset))
-    timed = time.perf_counter()
-    for _ in range(epochs):
-        for batch_items in loader:
-            seen += len(batch_items)
-    seconds = time.perf_counter() - timed
-    workers_kb = [_peak_rss_kb(pid) for pid in worker_pids]
-    del iterator, loader
-    return {
-        "items_per_s": epochs * len(dataset) / seconds,
-        "first_batch_s": latency,
-        "peak_rss_worker_mb": [kb / 1024 for kb in workers_kb if kb] or None,
-        "peak_rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+class TimedLoader:
+    """One loader of the comparison: its first epoch (latency) and its timed epochs."""
+
+    def __init__(self, name: str, dataset: Dataset, collate, workers: int, batch: int) -> None:
+        self.name, self.dataset, self.workers = name, dataset, workers
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch,
+            shuffle=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            collate_fn=collate,
+            generator=torch.Generator().manual_seed(0),
+        )
+        self.seconds = 0.0
+        self.epochs = 0
+
+    def first_epoch(self) -> None:
+        """Time from creating the iterator to the first batch; then the rest of the epoch."""
+        started = time.perf_counter()
+        iterator = iter(self.loader)
+        seen = len(next(iterator))
+        self.first_batch_s = time.perf_counter() - started
+        seen += sum(len(batch) for batch in iterator)
+        assert seen == len(self.dataset), (seen, len(self.dataset))
+        self.worker_pids = [w.pid for w in getattr(iterator, "_workers", [])]
+
+    def timed_epoch(self) -> None:
+        started = time.perf_counter()
+        seen = sum(len(batch) for batch in self.loader)
+        self.seconds += time.perf_counter() - started
+        self.epochs += 1
+        assert seen == len(self.dataset)
+
+    def result(self) -> dict:
+        workers_kb = [_peak_rss_kb(pid) for pid in self.worker_pids]
+        return {
+            "items_per_s": self.epochs * len(self.dataset) / self.seconds,
+            "first_batch_s": self.first_batch_s,
+            "peak_rss_worker_mb": [kb / 1024 for kb in workers_kb if kb] or None,
+        }
 
 
 def prepare(work: Path, count: int, size: int, steps: int) -> tuple[list[Path], Path, Path]:
@@ -140,27 +149,40 @@ def prepare(work: Path, count: int, size: int, steps: int) -> tuple[list[Path], 
 
 
 def measure_size(work: Path, count: int, size: int, args) -> list[dict]:
+    """Every loader at 0 and at 2 workers; the timed epochs of one worker count are
+    interleaved (loader after loader, epoch after epoch), so that the machine's drift
+    falls on all of them alike."""
     pngs, out, packed = prepare(work, count, size, args.steps)
     rows = []
     for workers in (0, 2):
-        for loader in LOADERS:
-            if loader == "png":
+        loaders = []
+        for name in LOADERS:
+            if name == "png":
                 dataset, collate = PngDataset(pngs), None
-            elif loader == "neural item by item":
+            elif name == "neural item by item":
                 dataset, collate = NeuralDataset(out), None
-            elif loader == "embedding":
+            elif name == "embedding":
                 dataset, collate = NeuralDataset(out, output="embedding"), None
             else:
-                source = packed if "pack" in loader else out
+                source = packed if "pack" in name else out
                 dataset = NeuralDataset(source, output="encoded")
                 collate = dataset.decode
-            result = run_loader(dataset, collate, workers, args.epochs, args.batch)
-            row = {"size": size, "items": count, "loader": loader, "workers": workers, **result}
+            loaders.append(TimedLoader(name, dataset, collate, workers, args.batch))
+        for loader in loaders:
+            loader.first_epoch()
+        for _ in range(args.epochs):
+            for loader in loaders:
+                loader.timed_epoch()
+        for loader in loaders:
+            row = {"size": size, "items": count, "loader": loader.name, "workers": workers}
+            row.update(loader.result())
+            row["peak_rss_main_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             log(
-                f"{size}x{size} {loader:<22} workers={workers}: "
+                f"{size}x{size} {loader.name:<22} workers={workers}: "
                 f"{row['items_per_s']:8.1f} items/s, first batch {row['first_batch_s']:.2f} s"
             )
             rows.append(row)
+        del loaders
     return rows
 
 
@@ -216,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crops", type=int, default=256, help="64x64 crops")
     parser.add_argument("--large", type=int, default=48, help="256x256 crops (at most 48)")
     parser.add_argument("--steps", type=int, default=60, help="fit steps of the conversion")
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per loader")
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per loader")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--work", type=Path, default=None, help="data folder (kept)")
     parser.add_argument("--out", type=Path, default=RESULTS / "loaders.json")
