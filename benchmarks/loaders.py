@@ -58,8 +58,13 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 LOADERS = ("png", "neural item by item", "neural batched", "neural batched (pack)", "embedding")
 #: The issue's acceptance: batched over item-by-item decoding (64x64), embeddings over
-#: decoding (the best decoded loader), and the goal of decoding level with PNG.
-TARGETS = {"batched_over_item": 4.0, "embedding_over_decoding": 10.0, "decoded_over_png": 1.0}
+#: decoding (item by item, and the batched loader), and the goal of decoding level with PNG.
+TARGETS = {
+    "batched_over_item": 4.0,
+    "embedding_over_item": 10.0,
+    "embedding_over_decoding": 10.0,
+    "decoded_over_png": 1.0,
+}
 
 
 def log(message: str) -> None:
@@ -201,6 +206,8 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
                 "batched_over_item": decoded / speed(size, "neural item by item", workers),
                 "decoded_over_png": decoded / speed(size, "png", workers),
                 "embedding_over_decoding": speed(size, "embedding", workers) / decoded,
+                "embedding_over_item": speed(size, "embedding", workers)
+                / speed(size, "neural item by item", workers),
                 "pack_over_folder": speed(size, "neural batched (pack)", workers) / decoded,
             }
     return summary
