@@ -1,4 +1,5 @@
 """``neurep info IN.nrep [--json]``: what a ``.nrep`` file holds, read from its metadata only.
+``neurep info data.h5 [ITEM]``: a pack's summary, or one of its items.
 
 Every file: modality and configuration, decoder, weights, embedding, bytes (and bpp for
 images and video), quality, fit settings. A video adds its frames, rate, size and source; a
@@ -14,7 +15,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from neurep.cli._common import PROG, existing_file, json_safe, parse_args, run_command
+from neurep.cli._common import (
+    PROG,
+    CommandError,
+    existing_file,
+    json_safe,
+    parse_args,
+    run_command,
+)
 from neurep.cli._summary import derive, describe
 
 
@@ -29,7 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
         "IoU, Chamfer-L1, F-score and occupancy PSNR. Reads the metadata only, never the "
         "weights.",
     )
-    parser.add_argument("input", metavar="IN.nrep", help="the .nrep file")
+    parser.add_argument("input", metavar="IN.nrep", help="the .nrep file, or a pack (.h5)")
+    parser.add_argument(
+        "item",
+        nargs="?",
+        default=None,
+        help="in a pack (neurep pack): the item to describe, by name or position; without "
+        "it, the pack's summary (items, files, bytes, modalities, mean PSNR)",
+    )
     parser.add_argument(
         "--json",
         action="store_true",
@@ -48,15 +63,64 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     import neurep
+    from neurep.data.packs import PackReader, is_pack
 
     path = existing_file(args.input)
-    metadata, file_bytes = _read_metadata(neurep.open(path))
+    if is_pack(path):
+        with PackReader(path) as pack:
+            if args.item is None:
+                return _pack_summary(path, pack, args.json)
+            item = int(args.item) if args.item.isdigit() else args.item
+            try:
+                position = pack.position(item)
+            except (KeyError, IndexError) as error:
+                raise CommandError(str(error).strip("'\"")) from None
+            metadata = pack.load(position).metadata
+            file_bytes = len(pack.read_bytes(position))
+            path = f"{path}:{pack.names[position]}"
+    elif args.item is not None:
+        raise CommandError(f"{path} is a .nrep file, not a pack: it has no items")
+    else:
+        metadata, file_bytes = _read_metadata(neurep.open(path))
     derived = derive(metadata, file_bytes)
     if args.json:
-        report = {"file": str(path), **derived, "metadata": metadata}
+        report = {"file": str(path), **derived, "metadata": metadata}  # a pack item: PACK:ITEM
         print(json.dumps(json_safe(report), indent=2, allow_nan=False))
     else:
         print("\n".join(describe(path, metadata, derived)))
+    return 0
+
+
+def _pack_summary(path: Any, pack: Any, as_json: bool) -> int:
+    """Print a pack's items, files, bytes, modalities and mean PSNR (from its index rows)."""
+    records = [pack.record(index) for index in range(len(pack))]
+    modalities: dict[str, int] = {}
+    for record in records:
+        name = str(record.get("modality") or "?")
+        modalities[name] = modalities.get(name, 0) + 1
+    psnrs = [
+        r["quality"]["psnr"]
+        for r in records
+        if isinstance(r.get("quality"), dict) and isinstance(r["quality"].get("psnr"), float)
+    ]
+    report = {
+        "file": str(path),
+        "items": len(pack),
+        "files": len(pack.files),
+        "file_bytes": path.stat().st_size,
+        "modalities": modalities,
+        "mean_psnr": sum(psnrs) / len(psnrs) if psnrs else None,
+    }
+    if as_json:
+        print(json.dumps(json_safe(report), indent=2, allow_nan=False))
+        return 0
+    kinds = ", ".join(f"{count} {name}" for name, count in sorted(modalities.items()))
+    psnr = f"{report['mean_psnr']:.2f} dB" if psnrs else "not recorded"
+    print(f"{path}: neurep pack")
+    print(f"  items      {len(pack)} ({kinds or 'none'})")
+    print(f"  files      {len(pack.files)}, {report['file_bytes']:,} bytes in all")
+    print(f"  mean PSNR  {psnr}")
+    print(f"  names      {', '.join(pack.names[:3])}{', ...' if len(pack) > 3 else ''}")
     return 0
 
 

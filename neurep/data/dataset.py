@@ -40,7 +40,8 @@ class NeuralDataset(torch.utils.data.Dataset):
               probabilities ``1 x D x H x W``, arrays ``1 x *S`` in their own units;
             - ``"embedding"``: the stored embedding as float32, ``E x *s`` (video
               ``T x E x *s``), for models that train on the codes;
-            - ``"datum"``: the :class:`~neurep.datum.NeuralDatum` (opened, weights unread);
+            - ``"datum"``: the :class:`~neurep.datum.NeuralDatum` (opened, weights unread;
+              batch them with ``collate_fn=list``);
             - ``"encoded"``: an :class:`~neurep.data.batch.EncodedItem` (weights and
               embedding read and checked, not decoded), for batched decoding by
               :meth:`decode`, in the workers (``collate_fn=dataset.decode``) or in the

@@ -86,3 +86,34 @@ def test_unpack_into_a_non_empty_folder_needs_force(pack_folder, tmp_path, capsy
     (pack_folder / "extra.txt").write_text("replaced by --force")
     assert main(["unpack", str(output), "-o", str(pack_folder), "--force", "-q"]) == 0
     assert tree(pack_folder) == before
+
+
+def test_info_summarises_a_pack_and_describes_its_items(pack_folder, tmp_path, capsys):
+    packed = tmp_path / "data.h5"
+    assert main(["pack", str(pack_folder), "-o", str(packed), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(packed), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["items"] == 2 and summary["modalities"] == {"image": 1, "array": 1}
+    assert summary["file_bytes"] == packed.stat().st_size
+    assert main(["info", str(packed), "sub/" + ITEMS[1], "--json"]) == 0
+    item = json.loads(capsys.readouterr().out)
+    assert item["metadata"] == neurep.open(GOLDEN / ITEMS[1]).metadata
+    assert item["file_bytes"] == (GOLDEN / ITEMS[1]).stat().st_size
+    assert main(["info", str(packed), "1"]) == 0
+    assert ITEMS[0] in capsys.readouterr().out.splitlines()[0]
+
+
+@pytest.mark.parametrize("item", ["nope.nrep", "7"])
+def test_info_names_an_unknown_item_in_one_line(pack_folder, tmp_path, capsys, item):
+    packed = tmp_path / "data.h5"
+    assert main(["pack", str(pack_folder), "-o", str(packed), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(packed), item]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("neurep: error:") and item.removesuffix(".nrep") in err
+
+
+def test_info_refuses_an_item_of_a_single_file(capsys):
+    assert main(["info", str(GOLDEN / ITEMS[0]), "0"]) == 1
+    assert "not a pack" in capsys.readouterr().err
