@@ -4,12 +4,12 @@ their layouts; what encode_item and decode_batch refuse."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from _index_rows import ok_outputs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,14 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 #: The mixed pool: every layout, two image sizes, repeated architectures.
 MIXED = ("image", "array", "wide_image", "voxels", "video", "array_2d", "one_frame_video")
-
-
-def ok_outputs(folder) -> list[str]:
-    latest: dict[str, dict] = {}
-    for line in (folder / "index.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        latest[row["output"]] = row
-    return [output for output, row in latest.items() if row["status"] == "ok"]
 
 
 def assert_all_close(got: list[torch.Tensor], expected: list[torch.Tensor]) -> None:

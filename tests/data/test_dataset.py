@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _index_rows import ok_rows
 
 import neurep
 from neurep.data import OUTPUTS, EncodedItem, NeuralDataset
@@ -25,15 +26,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 #: conftest.DATA_ERROR_ROW: the errored index row of ``data_converted``
 DATA_ERROR_ROW = {"output": "failed.nrep", "source": "failed.png", "status": "error"}
-
-
-def ok_rows(folder: Path) -> list[dict]:
-    """The latest ok index row of each output, in order of the output's first line."""
-    latest: dict[str, dict] = {}
-    for line in (folder / "index.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        latest[row["output"]] = row
-    return [row for row in latest.values() if row["status"] == "ok"]
 
 
 def check_value(output: str, value, path: Path, name: str | None = None) -> None:

@@ -4,11 +4,11 @@ every item exactly once per epoch, DistributedSampler shards, one torch thread p
 from __future__ import annotations
 
 import collections
-import json
 import os
 
 import pytest
 import torch
+from _index_rows import ok_outputs
 from torch.utils.data import DataLoader, DistributedSampler
 
 import neurep
@@ -18,14 +18,6 @@ from neurep.errors import FormatError
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ITEMS = 7  # len(data_converted)
-
-
-def ok_outputs(folder) -> list[str]:
-    latest: dict[str, dict] = {}
-    for line in (folder / "index.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        latest[row["output"]] = row
-    return [output for output, row in latest.items() if row["status"] == "ok"]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from _index_rows import ok_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,15 +45,6 @@ def tree(root: Path) -> dict[str, bytes]:
         if path.is_file() and name != LOCK and not (path.name[0] == "." and name.endswith(".tmp")):
             out[name] = path.read_bytes()
     return out
-
-
-def ok_rows(folder: Path) -> list[dict]:
-    """The latest ok index row of each output, in order of its first line."""
-    latest: dict[str, dict] = {}
-    for line in (folder / "index.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        latest[row["output"]] = row
-    return [row for row in latest.values() if row["status"] == "ok"]
 
 
 def copy_of(path: Path, tmp_path: Path) -> Path:
