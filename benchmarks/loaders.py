@@ -24,7 +24,7 @@ each worker (VmHWM, shared pages included). With 0
 workers the main process runs on torch's default threads; each worker on one (PyTorch's
 default). Writes results/loaders.json and results/loaders.png; progress to stderr.
 
-    ./dev bench loaders                         # about 10 min on 2 cores
+    ./dev bench loaders                         # about 5 min on 2 cores
     ./dev bench loaders --quick                 # 64 + 32 crops, 1 epoch, into a temp dir
 """
 
