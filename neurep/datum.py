@@ -132,15 +132,32 @@ class NeuralDatum:
         return cls._from_reader(open_nrep(data, name=name))
 
     @classmethod
-    def _from_reader(cls, reader) -> NeuralDatum:
+    def _from_reader(cls, reader, *, decode_checks: bool = True) -> NeuralDatum:
+        """A datum of an open reader (which validated the file). ``decode_checks=False``
+        skips what only decoding needs (signal, embedding and decoder agree; the modality
+        restores that signal): for reading the embedding and nothing else."""
         try:
             datum = cls(reader.metadata, reader=reader)
-            datum._check_embedding_description()
-            datum._check_modality_agrees()
+            if decode_checks:
+                datum._check_embedding_description()
+                datum._check_modality_agrees()
         except BaseException:
             reader.close()
             raise
         return datum
+
+    @property
+    def item_axis(self) -> bool:
+        """Whether the modality keeps its item axis in tensors (video); from its registered
+        class, without building the adapter."""
+        from neurep.modalities.registry import get
+
+        if self._adapter is not None:
+            return self._adapter.item_axis
+        try:
+            return get(self.metadata["modality"]["name"]).item_axis
+        except (KeyError, TypeError, ValueError) as error:
+            raise FormatError(f"{self._source}: bad modality description: {error}") from None
 
     def _check_modality_agrees(self) -> None:
         """The modality's configuration must restore from the signal the file describes.

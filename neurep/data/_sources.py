@@ -2,8 +2,9 @@
 of ``.nrep`` paths, or a pack (:class:`~neurep.data.packs.PackReader`).
 
 Each source has ``len()``, ``names`` (one string per item), ``record(i)`` (the item's index
-fields) and ``load(i)`` (a :class:`~neurep.datum.NeuralDatum`). Sources hold paths and small
-lists only, never an open file, so they pickle small into data-loader workers.
+fields) and ``load(i, decode_checks=True)`` (a :class:`~neurep.datum.NeuralDatum`).
+Sources hold paths and small lists only, never an open file, so they pickle small into
+data-loader workers.
 """
 
 from __future__ import annotations
@@ -49,10 +50,8 @@ class FolderItems:
     def record(self, index: int) -> dict[str, Any]:
         return copy.deepcopy(self._records.get(self.names[index], {}))
 
-    def load(self, index: int):
-        from neurep.datum import NeuralDatum
-
-        return NeuralDatum.from_file(self.root / self.names[index])
+    def load(self, index: int, *, decode_checks: bool = True):
+        return _open_datum(self.root / self.names[index], decode_checks)
 
 
 class PathItems:
@@ -85,10 +84,17 @@ class PathItems:
             "status": "ok",
         }
 
-    def load(self, index: int):
-        from neurep.datum import NeuralDatum
+    def load(self, index: int, *, decode_checks: bool = True):
+        return _open_datum(self.names[index], decode_checks)
 
-        return NeuralDatum.from_file(self.names[index])
+
+def _open_datum(path: str | os.PathLike, decode_checks: bool):
+    """``path`` as a NeuralDatum; without ``decode_checks`` for the embedding alone (see
+    :meth:`NeuralDatum._from_reader <neurep.datum.NeuralDatum._from_reader>`)."""
+    from neurep.datum import NeuralDatum
+    from neurep.formats import open_nrep
+
+    return NeuralDatum._from_reader(open_nrep(path), decode_checks=decode_checks)
 
 
 def open_items(source: Any):

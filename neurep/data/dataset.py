@@ -89,14 +89,16 @@ class NeuralDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Any:
         position = self._position(index)
+        if self.output == "embedding":  # the file is validated; nothing is decoded
+            datum = self.items.load(position, decode_checks=False)
+            embedding = torch.from_numpy(datum.embedding())
+            value = embedding if datum.item_axis else embedding[0]
+            return value if self.transform is None else self.transform(value)
         datum = self.items.load(position)
         if self.output == "datum":
             value = datum
         elif self.output == "encoded":
             return encode_item(datum, self.items.names[position])
-        elif self.output == "embedding":
-            embedding = torch.from_numpy(datum.embedding())
-            value = embedding if datum.adapter.item_axis else embedding[0]
         else:
             value = datum.as_tensor()
         return value if self.transform is None else self.transform(value)

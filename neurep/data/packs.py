@@ -269,17 +269,20 @@ class PackReader:
         row = self.position(index)
         return self._read(self._items[row][2], f"item {self.names[row]!r}")
 
-    def load(self, index: int | str):
+    def load(self, index: int | str, *, decode_checks: bool = True):
         """Item ``index`` (row or name) as a :class:`neurep.NeuralDatum` (weights are decoded
         from memory on its first decode). FormatError ``"{pack}: item {name!r}: ..."`` when the
-        bytes are damaged or not a valid ``.nrep``, now or on the first decode."""
+        bytes are damaged or not a valid ``.nrep``, now or on the first decode.
+        ``decode_checks=False``: for reading the embedding alone (see
+        :meth:`NeuralDatum._from_reader <neurep.datum.NeuralDatum._from_reader>`)."""
         from neurep.datum import NeuralDatum
+        from neurep.formats import open_nrep
 
         row = self.position(index)
         # named so, every later error (weights are read on the first decode) names the item
-        return NeuralDatum.from_bytes(
-            self.read_bytes(row), name=f"{self.path}: item {self.names[row]!r}"
-        )
+        name = f"{self.path}: item {self.names[row]!r}"
+        reader = open_nrep(self.read_bytes(row), name=name)
+        return NeuralDatum._from_reader(reader, decode_checks=decode_checks)
 
     def close(self) -> None:
         """Close this process's HDF5 handle (reading again reopens it)."""

@@ -172,3 +172,20 @@ def test_decoding_twice_reads_the_weights_once(valid_file, monkeypatch):
     monkeypatch.setattr(type(datum._reader), "read_tensors", lambda self: pytest.fail("reread"))
     np.testing.assert_array_equal(first, datum.decode())
     assert torch.is_tensor(datum.decode_signal())
+
+
+def test_a_dataset_reads_embeddings_of_a_file_that_cannot_decode(valid_file, tmp_path):
+    """The embedding output validates the file but not what only decoding needs."""
+    from neurep.data import NeuralDataset
+
+    _, parts = valid_file
+
+    def lie(metadata):
+        metadata["signal"]["shape"] = [1, 3, 24, 41]
+
+    path = _rewrite(tmp_path, parts, edit=lie)
+    embedding = NeuralDataset([path], output="embedding")[0]
+    assert torch.equal(embedding, torch.from_numpy(parts[1]["embedding"][0]))
+    for output in ("decoded", "datum", "encoded"):
+        with pytest.raises(neurep.FormatError, match="inconsistent metadata"):
+            NeuralDataset([path], output=output)[0]
