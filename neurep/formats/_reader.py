@@ -14,6 +14,7 @@ import torch
 from neurep.errors import FormatError, ResourceLimitError
 from neurep.formats._json import load_json
 from neurep.formats._limits import DEFAULT_LIMITS, ReadLimits
+from neurep.formats._memo import PassedChecks
 from neurep.formats._metadata import (
     FORMAT_MINOR,
     NrepFormatWarning,
@@ -42,6 +43,10 @@ from neurep.formats._zarr_meta import (
 )
 from neurep.formats._zipindex import ZipIndex
 from neurep.formats._zstd import compress_bound, decode_chunk
+
+#: Array descriptions that passed, by (zarr.json bytes, array name, limits): the files of
+#: one dataset describe their embeddings alike. ArraySpec is frozen.
+_PASSED_ARRAYS: PassedChecks[ArraySpec] = PassedChecks()
 
 _SMALL_GRID = 1024  # touched grid cells always walked directly, even if absent
 
@@ -122,15 +127,19 @@ class NrepReader:
 
     # -- opening -------------------------------------------------------------------------
     def _member_json(self, member: str, what: str) -> Any:
+        return self._parse_json(self._member_bytes(member, what), what)
+
+    def _member_bytes(self, member: str, what: str) -> bytes:
         info = self._index.members[member]
         if info.size > self._limits.max_metadata_bytes:
             raise ResourceLimitError(
                 f"{self._source.name}: {what} is {info.size} bytes, more than "
                 f"ReadLimits.max_metadata_bytes={self._limits.max_metadata_bytes}"
             )
-        return load_json(
-            self._index.read(member), source=self._source.name, what=what, limits=self._limits
-        )
+        return self._index.read(member)
+
+    def _parse_json(self, data: bytes, what: str) -> Any:
+        return load_json(data, source=self._source.name, what=what, limits=self._limits)
 
     def _check_metadata_volume(self) -> None:
         total = sum(
@@ -165,9 +174,16 @@ class NrepReader:
             if not ARRAY_NAME_PATTERN.fullmatch(array_name) or not rest:
                 unknown.append(member)
             elif rest == "zarr.json":
-                doc = self._member_json(member, f"zarr.json of array {array_name!r}")
-                arrays[array_name] = parse_array_metadata(
-                    doc, name=array_name, source=name, limits=self._limits
+                what = f"zarr.json of array {array_name!r}"
+                raw = self._member_bytes(member, what)
+                arrays[array_name] = _PASSED_ARRAYS.get(
+                    (bytes(raw), array_name, self._limits),
+                    lambda raw=raw, what=what, array_name=array_name: parse_array_metadata(
+                        self._parse_json(raw, what),
+                        name=array_name,
+                        source=name,
+                        limits=self._limits,
+                    ),
                 )
             else:
                 chunk_members.append((array_name, rest))

@@ -17,6 +17,7 @@ import torch
 from neurep.errors import FormatError, ResourceLimitError
 from neurep.formats._json import load_json
 from neurep.formats._limits import ReadLimits
+from neurep.formats._memo import PassedChecks
 
 WEIGHTS_MEMBER: Final = "weights.safetensors"
 
@@ -54,6 +55,21 @@ def validate_safetensors(data: bytes, *, source: str, limits: ReadLimits) -> dic
             f"{where}: safetensors header declares {header_length} bytes, more than the member"
         )
     header_end = _HEADER_LENGTH_BYTES + header_length
+    key = (bytes(data[_HEADER_LENGTH_BYTES:header_end]), len(data) - header_end, limits)
+    described = _PASSED_HEADERS.get(
+        key, lambda: _check_header(data, header_end, where, source, limits)
+    )
+    return dict(described)
+
+
+#: Safetensors headers that passed, by (header bytes, data length, limits): one architecture
+#: at one precision writes the same header in every file.
+_PASSED_HEADERS: PassedChecks[dict[str, tuple]] = PassedChecks()
+
+
+def _check_header(
+    data: bytes, header_end: int, where: str, source: str, limits: ReadLimits
+) -> dict[str, tuple]:
     header = load_json(
         data[_HEADER_LENGTH_BYTES:header_end],
         source=source,
