@@ -112,25 +112,31 @@ def expected_stored(qinfo: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
 def expected_array(qinfo: Any) -> tuple[str, tuple[int, ...]]:
     """Validate an array's ``qinfo``; return the stored codes' (numpy dtype name, shape)."""
     require(isinstance(qinfo, dict), "quantization info must be an object")
-    require(qinfo.get("version") == QINFO_VERSION, f"unsupported version {qinfo.get('version')!r}")
-    require(qinfo.get("precision") in PRECISIONS, f"unknown precision {qinfo.get('precision')!r}")
+    if qinfo.get("version") != QINFO_VERSION:
+        require(False, f"unsupported version {qinfo.get('version')!r}")
+    if qinfo.get("precision") not in PRECISIONS:
+        require(False, f"unknown precision {qinfo.get('precision')!r}")
     shape = _shape(qinfo.get("shape"), "array")
     dtype = qinfo.get("dtype")
     require(isinstance(dtype, str) and dtype in ("float16", "float32", "float64"), "bad dtype")
     method = qinfo.get("method")
     if method == "cast":
         sd = qinfo.get("stored_dtype")
-        require(_is_key(sd, FLOAT_DTYPES), f"bad stored_dtype {sd!r}")
+        if not _is_key(sd, FLOAT_DTYPES):
+            require(False, f"bad stored_dtype {sd!r}")
         return ("uint16" if sd == "bfloat16" else sd), shape
-    require(method == "affine", f"unknown method {method!r}")
+    if method != "affine":
+        require(False, f"unknown method {method!r}")
     bits = qinfo.get("bits")
-    require(_is_int(bits) and 1 <= bits <= 8, f"bad bits {bits!r}")
+    if not (_is_int(bits) and 1 <= bits <= 8):
+        require(False, f"bad bits {bits!r}")
     require(qinfo.get("stored_dtype") == "uint8", "affine codes must be stored as uint8")
     channels = _granularity(qinfo, shape, "array")
     for key in ("scale", "offset"):
         v = qinfo.get(key)
         ok = isinstance(v, list) and len(v) == channels
-        require(ok and all(_is_number(f) for f in v), f"'{key}' must be {channels} numbers")
+        if not (ok and all(_is_number(f) for f in v)):
+            require(False, f"'{key}' must be {channels} numbers")
     return "uint8", shape
 
 
@@ -154,7 +160,8 @@ def _is_number(v: Any) -> bool:
 
 def _shape(shape: Any, name: str) -> tuple[int, ...]:
     ok = isinstance(shape, list) and len(shape) <= _MAX_NDIM
-    require(ok and all(_is_int(d) and d >= 0 for d in shape), f"{name!r}: bad shape {shape!r}")
+    if not (ok and all(_is_int(d) and d >= 0 for d in shape)):
+        require(False, f"{name!r}: bad shape {shape!r}")
     return tuple(shape)
 
 

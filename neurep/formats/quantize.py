@@ -391,7 +391,8 @@ def dequantize_array(codes: Any, qinfo: Any) -> np.ndarray:
         qinfo = expand_array(qinfo, codes.shape)
     dtype, shape = expected_array(qinfo)
     ok = isinstance(codes, np.ndarray) and codes.dtype == np.dtype(dtype)
-    require(ok and codes.shape == shape, f"codes must be {dtype} {shape}")
+    if not (ok and codes.shape == shape):  # the message is formatted only when needed
+        require(False, f"codes must be {dtype} {shape}")
     if qinfo["method"] == "cast":
         if dtype == "uint16":
             t = torch.from_numpy(codes.astype(np.int16, copy=True)).view(torch.bfloat16)
