@@ -20,11 +20,13 @@ over the same items, each run with ``num_workers`` 0 and 2, one after another:
 Per loader: items/s over ``--epochs`` (5) epochs after the first, the loaders' epochs
 interleaved; first-batch latency (from creating the iterator to the first batch of the
 first epoch, worker start-up included); peak resident memory of the main process and of
-each worker (VmHWM, shared pages included). With 0
+each worker (VmHWM, shared pages included). The whole comparison runs ``--repeat`` (3)
+times, since this machine's speed drifts by up to a quarter between runs; the summary gives
+each ratio's median and range, the plot the median items/s. With 0
 workers the main process runs on torch's default threads; each worker on one (PyTorch's
 default). Writes results/loaders.json and results/loaders.png; progress to stderr.
 
-    ./dev bench loaders                         # about 5 min on 2 cores
+    ./dev bench loaders                         # about 8 min on 2 cores
     ./dev bench loaders --quick                 # 64 + 32 crops, 1 epoch, into a temp dir
 """
 
@@ -35,6 +37,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -192,25 +195,57 @@ def measure_size(work: Path, count: int, size: int, args) -> list[dict]:
 
 
 def summarise(rows: list[dict]) -> dict[str, Any]:
-    def speed(size: int, loader: str, workers: int) -> float:
+    """Per size and worker count: each ratio's median over the runs, and its range."""
+
+    def speed(run: int, size: int, loader: str, workers: int) -> float:
         (row,) = [
-            r for r in rows if (r["size"], r["loader"], r["workers"]) == (size, loader, workers)
+            r
+            for r in rows
+            if (r["run"], r["size"], r["loader"], r["workers"]) == (run, size, loader, workers)
         ]
         return row["items_per_s"]
 
+    def ratios(run: int, size: int, workers: int) -> dict[str, float]:
+        decoded = speed(run, size, "neural batched", workers)
+        item = speed(run, size, "neural item by item", workers)
+        embedding = speed(run, size, "embedding", workers)
+        return {
+            "batched_over_item": decoded / item,
+            "decoded_over_png": decoded / speed(run, size, "png", workers),
+            "embedding_over_decoding": embedding / decoded,
+            "embedding_over_item": embedding / item,
+            "pack_over_folder": speed(run, size, "neural batched (pack)", workers) / decoded,
+        }
+
+    runs = sorted({r["run"] for r in rows})
     summary: dict[str, Any] = {}
     for size in sorted({r["size"] for r in rows}):
         for workers in (0, 2):
-            decoded = speed(size, "neural batched", workers)
+            per_run = [ratios(run, size, workers) for run in runs]
             summary[f"{size}_workers{workers}"] = {
-                "batched_over_item": decoded / speed(size, "neural item by item", workers),
-                "decoded_over_png": decoded / speed(size, "png", workers),
-                "embedding_over_decoding": speed(size, "embedding", workers) / decoded,
-                "embedding_over_item": speed(size, "embedding", workers)
-                / speed(size, "neural item by item", workers),
-                "pack_over_folder": speed(size, "neural batched (pack)", workers) / decoded,
+                name: {
+                    "median": statistics.median(r[name] for r in per_run),
+                    "min": min(r[name] for r in per_run),
+                    "max": max(r[name] for r in per_run),
+                }
+                for name in per_run[0]
             }
     return summary
+
+
+def median_rows(rows: list[dict]) -> list[dict]:
+    """One row per (size, loader, workers): the median items/s over the runs."""
+    keys = sorted({(r["size"], r["workers"], r["loader"]) for r in rows})
+    out = []
+    for size, workers, loader in keys:
+        same = [
+            r for r in rows if (r["size"], r["workers"], r["loader"]) == (size, workers, loader)
+        ]
+        speeds = [r["items_per_s"] for r in same]
+        out.append(
+            {**same[0], "items_per_s": statistics.median(speeds), "runs_items_per_s": speeds}
+        )
+    return out
 
 
 def plot(rows: list[dict], out: Path) -> Path:
@@ -247,16 +282,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=60, help="fit steps of the conversion")
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per loader")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=3, help="runs (medians are reported)")
     parser.add_argument("--work", type=Path, default=None, help="data folder (kept)")
     parser.add_argument("--out", type=Path, default=RESULTS / "loaders.json")
     parser.add_argument("--quick", action="store_true", help="64 + 32 crops, 1 epoch")
     args = parser.parse_args(argv)
     if args.quick:
-        args.crops, args.large, args.epochs, args.steps = 64, 32, 1, 5
+        args.crops, args.large, args.epochs, args.steps, args.repeat = 64, 32, 1, 5, 1
     with tempfile.TemporaryDirectory(prefix="neurep-loaders-") as temporary:
         work = args.work or Path(temporary)
-        rows = measure_size(work, args.crops, 64, args)
-        rows += measure_size(work, args.large, 256, args)
+        rows = []
+        for run in range(args.repeat):
+            log(f"run {run + 1} of {args.repeat}")
+            for count, size in ((args.crops, 64), (args.large, 256)):
+                rows += [{"run": run, **row} for row in measure_size(work, count, size, args)]
     summary = summarise(rows)
     result = {
         "benchmark": "loaders",
@@ -274,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(rows, args.out.with_suffix(".png"))
+    plot(median_rows(rows), args.out.with_suffix(".png"))
     print(json.dumps(summary, indent=2))
     return 0
 
