@@ -148,9 +148,12 @@ def _decode_group(
 
 
 def stack_or_list(values: Sequence[Any]) -> torch.Tensor | list[Any]:
-    """Tensors of one shape stacked to ``(N, ...)``; anything else as a list."""
+    """Tensors of one shape stacked to ``(N, ...)``; anything else as a list.
+
+    Stacked by ``default_collate``, which in a ``DataLoader`` worker writes the batch
+    straight into shared memory (a plain stack would be copied there once more)."""
     if values and all(isinstance(v, torch.Tensor) for v in values):
         shape = values[0].shape
         if all(v.shape == shape for v in values):
-            return torch.stack(list(values))
+            return torch.utils.data.default_collate(list(values))
     return list(values)
