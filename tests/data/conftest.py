@@ -19,29 +19,40 @@ PACK_ERROR_ROW = {"output": "broken.nrep", "source": "broken.png", "status": "er
                   "error": "a test's errored item"}  # fmt: skip
 
 
+def _one_thread(make):
+    """``make()`` on one torch thread (fits are deterministic and quick so)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return make()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _converted(root: Path, names: tuple[str, ...], side: int, salt: bytes, error_row) -> Path:
+    """``neurep.convert`` (fast, 5 steps, one torch thread) of random ``side``-pixel PNGs at
+    ``names`` (seeded by salt + name) into ``root/out``, ``error_row`` appended to the index."""
+    import neurep
+
+    source = root / "source"
+    for name in names:
+        rng = np.random.default_rng(zlib.crc32(salt + name.encode()))
+        path = source / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
+    out = root / "out"
+    _one_thread(lambda: neurep.convert(source, out, preset="fast", steps=5, progress=False))
+    with open(out / "index.jsonl", "a", encoding="utf-8") as index:
+        index.write(json.dumps(error_row) + "\n")
+    return out
+
+
 @pytest.fixture(scope="session")
 def pack_converted(tmp_path_factory) -> Path:
     """A folder made by ``neurep.convert`` from three 16x16 PNGs (one in ``sub/``), with an
     errored row appended to its index. Read-only: copy it to change it."""
-    import neurep
-
     root = tmp_path_factory.mktemp("pack_converted")
-    source = root / "source"
-    for name in PACK_SOURCES:
-        rng = np.random.default_rng(zlib.crc32(name.encode()))
-        path = source / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
-    out = root / "out"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        neurep.convert(source, out, preset="fast", steps=5, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    with open(out / "index.jsonl", "a", encoding="utf-8") as index:
-        index.write(json.dumps(PACK_ERROR_ROW) + "\n")
-    return out
+    return _converted(root, PACK_SOURCES, 16, b"", PACK_ERROR_ROW)
 
 
 @pytest.fixture(scope="session")
@@ -61,35 +72,13 @@ DATA_ERROR_ROW = {"output": "failed.nrep", "source": "failed.png", "status": "er
                   "error": "a test's errored item"}  # fmt: skip
 
 
-def _one_thread(make):
-    """``make()`` on one torch thread (fits are deterministic and quick so)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return make()
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def data_converted(tmp_path_factory) -> Path:
     """A folder made by ``neurep.convert`` from :data:`DATA_SOURCES` (random 32x32 PNGs, all
     different: their 2x2 embeddings differ too, where a 16x16 image's 1x1 embedding is
     standardised to zeros), with :data:`DATA_ERROR_ROW` appended to its index. Read-only."""
-    import neurep
-
     root = tmp_path_factory.mktemp("data_converted")
-    source = root / "source"
-    for name in DATA_SOURCES:
-        rng = np.random.default_rng(zlib.crc32(b"data-" + name.encode()))
-        path = source / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
-    out = root / "out"
-    _one_thread(lambda: neurep.convert(source, out, preset="fast", steps=5, progress=False))
-    with open(out / "index.jsonl", "a", encoding="utf-8") as index:
-        index.write(json.dumps(DATA_ERROR_ROW) + "\n")
-    return out
+    return _converted(root, DATA_SOURCES, 32, b"data-", DATA_ERROR_ROW)
 
 
 @pytest.fixture(scope="session")
