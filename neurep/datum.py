@@ -244,15 +244,23 @@ class NeuralDatum:
     def _read_weights(self) -> dict[str, torch.Tensor]:
         """The file's decoder weights, dequantised to float32 and checked against the
         decoder configuration: names, shapes, finite values (FormatError otherwise)."""
+        vector, weights = self._dequantised()
+        if weights is not None:
+            return weights
+        flat = torch.from_numpy(vector)
+        return {
+            slot.name: flat[slot.offset : slot.offset + slot.size].view(slot.shape)
+            for slot in self.parameter_layout()
+        }
+
+    def _dequantised(self) -> tuple[np.ndarray | None, dict[str, torch.Tensor] | None]:
+        """The file's weights, checked: the flat (P,) vector for the default layouts (one
+        pass, :mod:`neurep.formats._compact_vector`), else the state dict tensor by tensor."""
         described, stored, qinfo = self._stored_weights()
         vector = compact_vector(stored, qinfo, described)
-        if vector is not None:  # the default layouts, in one pass (same values)
-            flat = torch.from_numpy(vector)
-            return {
-                slot.name: flat[slot.offset : slot.offset + slot.size].view(slot.shape)
-                for slot in self.parameter_layout()
-            }
-        return self._checked_weights(dequantize_tensors(stored, qinfo, described), described)
+        if vector is not None:
+            return vector, None
+        return None, self._checked_weights(dequantize_tensors(stored, qinfo, described), described)
 
     def _checked_weights(
         self, weights: dict[str, torch.Tensor], described: dict
@@ -298,11 +306,9 @@ class NeuralDatum:
         ``metadata["decoder"]`` is equal, so such vectors stack into weight-space features.
         A file's weights are dequantised without building the decoder."""
         if self._decoder is None and self._reader is not None:
-            described, stored, qinfo = self._stored_weights()
-            vector = compact_vector(stored, qinfo, described)
+            vector, state = self._dequantised()
             if vector is not None:
                 return vector
-            state = self._checked_weights(dequantize_tensors(stored, qinfo, described), described)
         else:
             state = self.decoder.state_dict()
         return flatten(state, self.parameter_layout())

@@ -120,7 +120,7 @@ def check_compact(
     stored: Any, qinfo: Any, expected: dict[str, tuple[str, tuple[int, ...]]]
 ) -> tuple[list, dict, dict, dict, dict]:
     """Check a version-2 ``(stored, qinfo)`` against the decoder's tensors (FormatError
-    otherwise) and return the layout's plan (see :func:`_plan`)."""
+    otherwise) and return the layout's plan (see :func:`layout_plan`)."""
     require(isinstance(qinfo, dict), "quantization info must be an object")
     require(
         set(qinfo) == {"version", "precision", "layout"},
@@ -135,7 +135,7 @@ def check_compact(
         f"'layout' must have one letter for each of the decoder's {len(expected)} tensors",
     )
     require(isinstance(stored, dict), "stored tensors must be a dict")
-    plan = _plan(precision, layout, tuple(expected.items()))
+    plan = layout_plan(precision, layout, tuple(expected.items()))
     _, sizes, dtypes, _, _ = plan
     got = sorted(stored)[:6]
     require(set(stored) == set(sizes), f"stored tensors {got}, expected {sorted(sizes)[:6]}")
@@ -147,7 +147,7 @@ def check_compact(
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(
+def layout_plan(
     precision: str, layout: str, expected: tuple[tuple[str, tuple[str, tuple[int, ...]]], ...]
 ) -> tuple[list, dict, dict, dict, dict]:
     """What a layout implies for a decoder's tensors, the same for every file of one

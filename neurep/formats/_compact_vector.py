@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurep.formats._compact import COMPACT_VERSION, _plan, check_compact
+from neurep.formats._compact import COMPACT_VERSION, check_compact, layout_plan
 
 __all__ = ["compact_vector"]
 
@@ -69,7 +69,7 @@ def _vector_plan(
     """(pieces in state-dict order, per-code scale and offset indices into ``params``, the
     indices of every scale) for a layout of float casts and unpacked 8-bit codes; None for
     any other layout."""
-    spans, _, _, v1, _ = _plan(precision, layout, expected)
+    spans, _, _, v1, _ = layout_plan(precision, layout, expected)
     entries = v1["tensors"]
     if not all(
         entries[name]["method"] == "cast"
