@@ -6,7 +6,8 @@
     >>> image = neurep.load("kodim01.nrep").decode()  # doctest: +SKIP
 
 The top-level verbs are :func:`fit`, :func:`load`, :func:`save` and :func:`open`, and
-:func:`convert` for many items at once (:mod:`neurep.conversion`); everything
+:func:`convert` for many items at once (:mod:`neurep.conversion`), :func:`fit_collection`
+and :func:`append` for a dataset sharing one model (:mod:`neurep.collection`); everything
 else lives in subpackages (``neurep.nn``, ``neurep.models``, ``neurep.modalities``,
 ``neurep.formats``, ``neurep.fitting``, ``neurep.cli``).
 """
@@ -30,8 +31,11 @@ __all__ = [
     "NeurepError",
     "ResourceLimitError",
     "UnsupportedVersionError",
+    "NeuralCollection",
     "__version__",
+    "append",
     "convert",
+    "fit_collection",
     "fit",
     "load",
     "open",
@@ -45,6 +49,10 @@ def __getattr__(name: str):
         from neurep import api
 
         return getattr(api, name)
+    if name in {"fit_collection", "append", "NeuralCollection"}:
+        from neurep import collection
+
+        return getattr(collection, name)
     if name == "convert":
         from neurep.conversion import convert
 

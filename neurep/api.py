@@ -153,8 +153,11 @@ def save(datum: NeuralDatum, path: str | os.PathLike) -> int:
     return datum.save(path)
 
 
-def load(path: str | os.PathLike, item: int | str | None = None) -> NeuralDatum:
+def load(path: str | os.PathLike, item: int | str | None = None):
     """Open a ``.nrep`` file as a :class:`NeuralDatum`; weights are read on first decode.
+
+    ``path`` may be a collection folder (:func:`neurep.fit_collection`): the
+    :class:`~neurep.NeuralCollection`, or with ``item`` (a position) that item's datum.
 
     ``path`` may also be a pack (``neurep pack``; :mod:`neurep.data.packs`): ``item`` then
     picks the datum, by position or by name (its output path, or its source).
@@ -164,8 +167,12 @@ def load(path: str | os.PathLike, item: int | str | None = None) -> NeuralDatum:
             a pack: the message names the item).
         KeyError, IndexError: no such item in the pack.
     """
+    from neurep.collection import NeuralCollection, is_collection
     from neurep.data.packs import PackReader, is_pack
 
+    if is_collection(path):
+        collection = NeuralCollection(path)
+        return collection if item is None else collection[item]
     if is_pack(path):
         if item is None:
             raise TypeError(f"{path} is a pack: name the item, neurep.load(path, item)")

@@ -1,7 +1,7 @@
 """The fitting loop: overfit an encoder/decoder pair to one signal.
 
-Only the decoder and the embedding the encoder produces are kept; the encoder is thrown away
-after fitting (docs/ARCHITECTURE.md).
+A datum keeps the decoder and the embedding the encoder produces; the encoder is returned
+too, but only collections store it (to embed new items; docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class FitResult:
     steps: int
     wall_time_s: float
     history: list[float] = field(default_factory=list)  # training PSNR (dB) per step
+    # The fitted encoder (CPU, eval): kept by collections, which embed new items with it.
+    encoder: ConfigurableModule | None = None
 
 
 #: Shorter memories than Adam's (0.9, 0.999): an overfit's gradients change fast, and the
@@ -321,7 +323,9 @@ def fit_signal(
             [embed(batches.load(part)[1], part).cpu() for part in batches.in_order()]
         ).contiguous()
     decoder.to(memory_format=torch.contiguous_format)
+    encoder.to(memory_format=torch.contiguous_format)
     return FitResult(
+        encoder=encoder.cpu(),
         decoder=decoder.cpu(),
         embedding=embedding,
         steps=step + 1,

@@ -1,4 +1,5 @@
-"""Writing a ``.nrep`` file: :func:`write_nrep`."""
+"""Writing a ``.nrep`` file (:func:`write_nrep`) and, with the same members, a collection's
+files (:func:`write_container`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 import os
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 import numcodecs
@@ -65,29 +66,82 @@ def write_nrep(
             stored (dtype, name, chunking).
         TypeError: arguments of the wrong type.
     """
+    from neurep.formats._reader import open_nrep
+
+    return write_container(
+        path,
+        complete=_complete_metadata,
+        metadata=metadata,
+        arrays=arrays,
+        tensors=tensors,
+        array_chunks=array_chunks,
+        open_back=open_nrep,
+    )
+
+
+def write_container(
+    path: str | os.PathLike,
+    *,
+    complete: Callable[[Mapping[str, Any], bytes, dict, str], dict[str, Any]],
+    metadata: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    tensors: Mapping[str, torch.Tensor] | None,
+    array_chunks: Mapping[str, tuple[int, ...]] | None = None,
+    open_back: Callable[[str], Any],
+) -> int:
+    """Write a ZIP of a zarr v3 group (``metadata`` as its ``neurep`` attribute), its arrays
+    and, unless ``tensors`` is None, ``weights.safetensors``; atomically, after reading the
+    temporary file back with ``open_back`` (which must raise FormatError for a bad file).
+
+    ``.nrep`` files and the files of a collection (:mod:`neurep.collection`) are written
+    here. ``complete(metadata, weights_bytes, arrays, target)`` returns the full, validated
+    metadata (the writer's keys filled in). Returns the file's size in bytes.
+    """
     target = os.fspath(path)
     if isinstance(target, bytes):
         target = os.fsdecode(target)
     stored_arrays = _checked_arrays(arrays, array_chunks or {}, target)
-    weights = _safetensors_bytes(tensors, target)
-    full_metadata = _complete_metadata(metadata, weights, stored_arrays, target)
+    weights = None if tensors is None else _safetensors_bytes(tensors, target)
+    full_metadata = complete(metadata, weights or b"", stored_arrays, target)
     members = _zarr_members(full_metadata, stored_arrays)
-    members.append((WEIGHTS_MEMBER, weights))
+    if weights is not None:
+        members.append((WEIGHTS_MEMBER, weights))
 
     def write(file: BinaryIO) -> None:
         _write_zip(file, members)
 
     def check(temporary: str) -> None:
-        from neurep.formats._reader import open_nrep
-
         try:
-            open_nrep(temporary).close()
+            open_back(temporary).close()
         except FormatError as error:
             raise FormatError(
                 f"{target}: refusing to write a file neurep cannot read back: {error}"
             ) from error
 
     return atomic_write(target, write, check)
+
+
+def plain_json(metadata: Mapping[str, Any], target: str) -> dict[str, Any]:
+    """``metadata`` as plain JSON values (numpy scalars and small arrays converted);
+    FormatError for NaN, infinities and what JSON cannot hold."""
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        return json.loads(json.dumps(dict(metadata), default=_json_default, allow_nan=False))
+    except ValueError as error:
+        raise FormatError(
+            f"{target}: metadata is not JSON-compatible ({error}); use null instead of NaN or "
+            "infinity (e.g. the PSNR of a lossless fit)"
+        ) from error
+    except TypeError as error:
+        raise FormatError(f"{target}: metadata is not JSON-compatible: {error}") from error
+
+
+def writer_keys(existing_library: Any) -> dict[str, Any]:
+    """What every written file records: ``created`` and ``library`` (the caller's library
+    entries kept, the versions of this run added)."""
+    library = existing_library if isinstance(existing_library, dict) else {}
+    return {"created": _created_timestamp(), "library": {**library, **_library_versions()}}
 
 
 def _checked_arrays(
@@ -166,23 +220,9 @@ def _complete_metadata(
     target: str,
 ) -> dict[str, Any]:
     """The caller's metadata plus the writer's keys, as plain JSON values, validated."""
-    if not isinstance(metadata, Mapping):
-        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
-    try:
-        plain = json.loads(json.dumps(dict(metadata), default=_json_default, allow_nan=False))
-    except ValueError as error:
-        raise FormatError(
-            f"{target}: metadata is not JSON-compatible ({error}); use null instead of NaN or "
-            "infinity (e.g. the PSNR of a lossless fit)"
-        ) from error
-    except TypeError as error:
-        raise FormatError(f"{target}: metadata is not JSON-compatible: {error}") from error
-    library = plain.get("library") if isinstance(plain.get("library"), dict) else {}
+    plain = plain_json(metadata, target)
     plain.update(
-        format=FORMAT_NAME,
-        format_version=FORMAT_VERSION,
-        created=_created_timestamp(),
-        library={**library, **_library_versions()},
+        format=FORMAT_NAME, format_version=FORMAT_VERSION, **writer_keys(plain.get("library"))
     )
     weights_entry = plain.get("weights") if isinstance(plain.get("weights"), dict) else {}
     plain["weights"] = {

@@ -1,0 +1,424 @@
+"""Making and growing collections: :func:`fit_collection` and :func:`append`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from neurep.collection import _model
+from neurep.collection._files import (
+    MODEL_FILE,
+    SHARDS,
+    file_entry,
+    is_collection,
+    write_manifest,
+    write_model,
+    write_shard,
+)
+from neurep.collection._schema import MAX_NAME_LENGTH, MAX_SHARD_ITEMS
+from neurep.collection.collection import NeuralCollection
+from neurep.errors import InputError
+from neurep.modalities.base import ModalityAdapter, is_path
+from neurep.modalities.registry import resolve
+
+#: Items per shard by default: a random read then checks and holds about a quarter of a
+#: megabyte at 256 bytes an item.
+SHARD_ITEMS = 1024
+#: Extra refinement steps an item below ``quality_floor`` gets, at most.
+FLOOR_REFINE_STEPS = 200
+
+
+class _Reader:
+    """Reads the user's items as signals of one modality and shape, a batch at a time."""
+
+    def __init__(self, modality: str | None, item_shape: tuple[int, ...] | None) -> None:
+        self.modality = modality
+        self.item_shape = item_shape
+        self.template: dict[str, Any] | None = None
+
+    def read(self, obj: Any, name: str) -> tuple[ModalityAdapter, torch.Tensor]:
+        try:
+            adapter, signal = resolve(obj, self.modality).read(obj)
+        except InputError as error:
+            raise InputError(f"item {name!r}: {error}") from None
+        if signal.shape[0] != 1:
+            raise InputError(
+                f"item {name!r}: a collection's items are single items (an image, an array), "
+                f"this one has {signal.shape[0]} {adapter.item_label}"
+            )
+        if self.modality is None:
+            self.modality = adapter.name
+        shape = tuple(signal.shape[1:])
+        if self.item_shape is None:
+            self.item_shape = shape
+        if shape != self.item_shape:
+            raise InputError(
+                f"item {name!r}: signal {list(shape)}, the collection's items are "
+                f"{list(self.item_shape)} (resize or crop items to one size first)"
+            )
+        config = adapter.to_config()
+        if self.template is None:
+            self.template = config
+        elif config["name"] != self.template["name"]:
+            raise InputError(
+                f"item {name!r} is {config['name']}, the collection's items are "
+                f"{self.template['name']}"
+            )
+        return adapter, signal
+
+
+def default_names(items: Sequence[Any]) -> list[str]:
+    """Paths: relative to their common folder (POSIX separators); other objects: their
+    position as ``item000012``."""
+    paths = [Path(os.fspath(item)).resolve() for item in items if is_path(item)]
+    root = Path(os.path.commonpath([p.parent for p in paths])) if paths else None
+    names = []
+    for position, item in enumerate(items):
+        if is_path(item):
+            names.append(Path(os.fspath(item)).resolve().relative_to(root).as_posix())
+        else:
+            names.append(f"item{position:06d}")
+    return names
+
+
+def _checked_names(names: Sequence[str], count: int, taken: set[str]) -> list[str]:
+    names = [str(name) for name in names]
+    if len(names) != count:
+        raise InputError(f"{count} items but {len(names)} names")
+    seen = set(taken)
+    for name in names:
+        if not name or len(name) > MAX_NAME_LENGTH or any(c in name for c in "\n\r\0"):
+            raise InputError(
+                f"item name {name!r:.80}: 1 to {MAX_NAME_LENGTH} characters, no newlines"
+            )
+        if name in seen:
+            raise InputError(f"item name {name!r} is given twice (or is already in the collection)")
+        seen.add(name)
+    return names
+
+
+def fit_collection(
+    items: Sequence[Any],
+    out: str | os.PathLike,
+    *,
+    modality: str | None = None,
+    names: Sequence[str] | None = None,
+    embedding_channels: int = 16,
+    train_items: int | None = None,
+    epochs: int | None = None,
+    batch: int = 32,
+    learning_rate: float = 3e-3,
+    refine_steps: int = 0,
+    quality_floor: float | None = None,
+    shard_items: int = SHARD_ITEMS,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> NeuralCollection:
+    """Fit one shared model to ``items`` and store every item as its embedding, in ``out``.
+
+    Args:
+        items: objects :func:`neurep.fit` takes (paths, arrays, images) of one modality,
+            each a single item of one shape.
+        out: the collection folder to create (it must not exist, or be empty).
+        modality: as :func:`neurep.fit` (None: detected).
+        names: one unique name per item (default :func:`default_names`).
+        embedding_channels: E, the code's channels (a 64x64 or 128x128 image's code is
+            E x 4 x 4 bytes).
+        train_items: fit the shared model on this many items drawn at random (seeded),
+            else on all of them; every item is embedded either way.
+        epochs: passes over the training items (default: about 3,000 steps' worth, at
+            least 4 passes).
+        batch: training items per step.
+        refine_steps: Adam steps on each item's embedding with the decoder frozen.
+        quality_floor: PSNR (dB): items below it are refined up to
+            :data:`FLOOR_REFINE_STEPS` more steps; those still below are warned about
+            (each item's record keeps its PSNR and refinement steps).
+        shard_items: items per shard.
+        seed, progress, device: as :func:`neurep.fit`.
+
+    Returns:
+        The :class:`NeuralCollection` written.
+    """
+    items = list(items)
+    if not items:
+        raise InputError("fit_collection needs at least one item")
+    if embedding_channels < 1 or batch < 1 or refine_steps < 0:
+        raise InputError("embedding_channels and batch must be >= 1, refine_steps >= 0")
+    _check_shard_items(shard_items)
+    folder = Path(out)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise InputError(f"{folder}: exists and is not an empty folder (neurep.append adds items)")
+    names = _checked_names(default_names(items) if names is None else names, len(items), set())
+    reader = _Reader(modality, None)
+    chosen = _training_indices(len(items), train_items, seed)
+    signals = [reader.read(items[i], names[i])[1] for i in _progress(chosen, progress, "reading")]
+    training = torch.cat(signals)
+    adapter_cls = resolve(items[chosen[0]], reader.modality)
+    if epochs is None:
+        epochs = max(4, round(3000 / max(1, -(-len(chosen) // batch))))
+    preset = _model.collection_preset(
+        embedding_channels,
+        epochs=epochs,
+        batch=min(batch, len(chosen)),
+        learning_rate=learning_rate,
+    )
+    model = _model.train(
+        training, preset, loss=adapter_cls.loss, seed=seed, progress=progress, device=device
+    )
+    del training, signals
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        (folder / SHARDS).mkdir()
+        template = dict(reader.template)
+        configuration = dict(template["configuration"])
+        write_model(
+            folder / MODEL_FILE,
+            _model_metadata(model, template["name"], configuration),
+            model.tensors(),
+        )
+        write_manifest(folder, file_entry(folder, MODEL_FILE), [])
+        _embed_into(
+            folder,
+            model,
+            items,
+            names,
+            reader,
+            [],
+            refine_steps,
+            quality_floor,
+            shard_items,
+            progress,
+        )
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for child in folder.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        raise
+    return NeuralCollection(folder)
+
+
+def append(
+    collection: str | os.PathLike | NeuralCollection,
+    items: Sequence[Any],
+    *,
+    names: Sequence[str] | None = None,
+    refine_steps: int = 0,
+    quality_floor: float | None = None,
+    shard_items: int = SHARD_ITEMS,
+    progress: bool = True,
+) -> NeuralCollection:
+    """Embed ``items`` with the collection's shared model and add them at its end, in new
+    shards: the files already there are not rewritten (the manifest is replaced, atomically,
+    after each new shard). Returns the collection reopened. Options as :func:`fit_collection`.
+    """
+    folder = Path(collection.path if isinstance(collection, NeuralCollection) else collection)
+    if not is_collection(folder):
+        raise InputError(f"{folder}: not a collection (no collection.json)")
+    existing = NeuralCollection(folder)
+    items = list(items)
+    _check_shard_items(shard_items)
+    names = _checked_names(
+        default_names(items) if names is None else names, len(items), set(existing.names)
+    )
+    model = existing.model
+    metadata = existing.model_metadata
+    reader = _Reader(metadata["modality"]["name"], tuple(model.item_shape))
+    reader.template = metadata["modality"]
+    shards = list(existing._manifest["shards"])
+    if items:
+        _embed_into(
+            folder,
+            model,
+            items,
+            names,
+            reader,
+            shards,
+            refine_steps,
+            quality_floor,
+            shard_items,
+            progress,
+        )
+    return NeuralCollection(folder)
+
+
+def _check_shard_items(shard_items: int) -> None:
+    if not 1 <= shard_items <= MAX_SHARD_ITEMS:
+        raise InputError(f"shard_items must be 1 to {MAX_SHARD_ITEMS}, not {shard_items}")
+
+
+def _training_indices(count: int, train_items: int | None, seed: int) -> list[int]:
+    if train_items is None or train_items >= count:
+        return list(range(count))
+    if train_items < 1:
+        raise InputError(f"train_items must be at least 1, not {train_items}")
+    return sorted(
+        np.random.default_rng(seed).choice(count, size=train_items, replace=False).tolist()
+    )
+
+
+def _progress(iterable, progress: bool, what: str, total: int | None = None):
+    return tqdm(
+        iterable,
+        desc=f"neurep collection: {what}",
+        disable=not progress,
+        leave=False,
+        total=total,
+        unit="item",
+    )
+
+
+def _model_metadata(model: _model.SharedModel, modality: str, configuration: dict) -> dict:
+    return {
+        "modality": {"name": modality, "configuration": configuration},
+        "signal": {"item_shape": list(model.item_shape), "loss": model.loss},
+        "decoder": model.decoder.to_config(),
+        "encoder": model.encoder.to_config(),
+        "embedding": {
+            "item_shape": list(model.embedding_shape),
+            "scale": [float(v) for v in model.scale],
+            "offset": [float(v) for v in model.offset],
+        },
+        "weights": {"quantization": model.quantization},
+        "fit": model.fit,
+    }
+
+
+def _embed_into(
+    folder: Path,
+    model: _model.SharedModel,
+    items: list[Any],
+    names: list[str],
+    reader: _Reader,
+    shards: list[dict],
+    refine_steps: int,
+    quality_floor: float | None,
+    shard_items: int,
+    progress: bool,
+) -> None:
+    """Embed ``items`` shard by shard; after each shard is written, the manifest lists it."""
+    model_entry = file_entry(folder, MODEL_FILE)
+    bar = _progress(None, progress, "embedding", total=len(items))
+    template = reader.template["configuration"]
+    for first in range(0, len(items), shard_items):
+        part = range(first, min(first + shard_items, len(items)))
+        rows = _embed_rows(
+            model,
+            [items[i] for i in part],
+            [names[i] for i in part],
+            reader,
+            refine_steps,
+            quality_floor,
+            bar,
+        )
+        relative = f"{SHARDS}/{len(shards):06d}.nreps"
+        varying = sorted(
+            {k for row in rows for k, v in row["config"].items() if template.get(k, _MISSING) != v}
+            | {k for row in rows for k in template if k not in row["config"]}
+        )
+        metadata = {
+            "model_sha256": model_entry["sha256"],
+            "items": len(rows),
+            "names": [row["name"] for row in rows],
+            "quality": {
+                "psnr": [row["psnr"] for row in rows],
+                "ms_ssim": [row["ms_ssim"] for row in rows],
+            },
+            "refine_steps": [row["refine_steps"] for row in rows],
+        }
+        if varying:
+            metadata["item_modality"] = {k: [row["config"].get(k) for row in rows] for k in varying}
+        write_shard(folder / relative, metadata, np.stack([row["codes"] for row in rows]))
+        shards.append(file_entry(folder, relative, items=len(rows)))
+        write_manifest(folder, model_entry, shards)
+    bar.close()
+
+
+_MISSING = object()
+
+
+def _embed_rows(model, objs, names, reader, refine_steps, quality_floor, bar) -> list[dict]:
+    """One shard's rows: codes, quality and configuration of each item, a pass at a time."""
+    rows = []
+    for first in range(0, len(objs), _model.ITEMS_PER_PASS):
+        batch = list(range(first, min(first + _model.ITEMS_PER_PASS, len(objs))))
+        read = [reader.read(objs[i], names[i]) for i in batch]
+        signal = torch.cat([s for _, s in read])
+        embedding = model.refine(model.encode(signal), signal, refine_steps)
+        codes = model.quantize(embedding)
+        quality = _measure(model, codes, [objs[i] for i in batch], [a for a, _ in read])
+        steps = [refine_steps] * len(batch)
+        if quality_floor is not None:
+            codes, quality, steps = _lift_below_floor(
+                model,
+                embedding,
+                signal,
+                codes,
+                quality,
+                steps,
+                quality_floor,
+                [objs[i] for i in batch],
+                [a for a, _ in read],
+                [names[i] for i in batch],
+            )
+        for j, i in enumerate(batch):
+            rows.append(
+                {
+                    "name": names[i],
+                    "codes": codes[j],
+                    "psnr": _finite(quality[j]["psnr"]),
+                    "ms_ssim": _finite(quality[j]["ms_ssim"]),
+                    "refine_steps": steps[j],
+                    "config": read[j][0].to_config()["configuration"],
+                }
+            )
+        bar.update(len(batch))
+    return rows
+
+
+def _measure(model, codes, objs, adapters) -> list[dict]:
+    decoded = model.decode(model.dequantize(codes))
+    return [
+        adapter.quality(obj, adapter.from_signal(decoded[j : j + 1]))
+        for j, (obj, adapter) in enumerate(zip(objs, adapters, strict=True))
+    ]
+
+
+def _lift_below_floor(
+    model, embedding, signal, codes, quality, steps, floor, objs, adapters, names
+):
+    below = [j for j, q in enumerate(quality) if q["psnr"] is not None and q["psnr"] < floor]
+    if not below:
+        return codes, quality, steps
+    refined = model.refine(embedding[below], signal[below], FLOOR_REFINE_STEPS)
+    new_codes = model.quantize(refined)
+    new_quality = _measure(model, new_codes, [objs[j] for j in below], [adapters[j] for j in below])
+    codes = codes.copy()
+    for k, j in enumerate(below):
+        if new_quality[k]["psnr"] > quality[j]["psnr"]:
+            codes[j], quality[j] = new_codes[k], new_quality[k]
+            steps[j] += FLOOR_REFINE_STEPS
+        if quality[j]["psnr"] < floor:
+            warnings.warn(
+                f"item {names[j]!r}: PSNR {quality[j]['psnr']:.2f} dB, below the quality floor "
+                f"{floor} dB after {steps[j]} refinement steps",
+                stacklevel=4,
+            )
+    return codes, quality, steps
+
+
+def _finite(value: Any) -> float | None:
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), 4)
