@@ -103,6 +103,14 @@ MODEL_SCHEMA: dict[str, Any] = {
             },
         },
         "fit": {"type": "object"},
+        "items": {
+            "type": "object",
+            "required": ["size", "fit_to"],
+            "properties": {
+                "size": {**_SIZES, "minItems": 2, "maxItems": 2},
+                "fit_to": {"enum": ["resize", "crop"]},
+            },
+        },
     },
 }
 

@@ -32,6 +32,8 @@ from neurep.modalities.registry import resolve
 #: Items per shard by default: a random read then checks and holds about a quarter of a
 #: megabyte at 256 bytes an item.
 SHARD_ITEMS = 1024
+#: About how many steps the shared model trains for when ``epochs`` is not given.
+TRAINING_STEPS = 1500
 #: Extra refinement steps an item below ``quality_floor`` gets, at most.
 FLOOR_REFINE_STEPS = 200
 
@@ -39,12 +41,25 @@ FLOOR_REFINE_STEPS = 200
 class _Reader:
     """Reads the user's items as signals of one modality and shape, a batch at a time."""
 
-    def __init__(self, modality: str | None, item_shape: tuple[int, ...] | None) -> None:
+    def __init__(
+        self,
+        modality: str | None,
+        item_shape: tuple[int, ...] | None,
+        size: tuple[int, int] | None = None,
+        fit_to: str = "resize",
+    ) -> None:
         self.modality = modality
         self.item_shape = item_shape
         self.template: dict[str, Any] | None = None
+        self.size = size
+        self.fit_to = fit_to
+
+    def sized(self, obj: Any, name: str) -> Any:
+        """The item as the collection stores it (resized or cropped if asked)."""
+        return obj if self.size is None else sized_image(obj, self.size, self.fit_to, name)
 
     def read(self, obj: Any, name: str) -> tuple[ModalityAdapter, torch.Tensor]:
+        obj = self.last_object = self.sized(obj, name)
         try:
             adapter, signal = resolve(obj, self.modality).read(obj)
         except InputError as error:
@@ -73,6 +88,42 @@ class _Reader:
                 f"{self.template['name']}"
             )
         return adapter, signal
+
+
+def sized_image(obj: Any, size: tuple[int, int], fit_to: str, name: str) -> np.ndarray:
+    """An image item (path, PIL image or HxW[xC] uint8 array) at ``size`` (width, height):
+    ``fit_to="resize"`` scales it (Pillow's bicubic filter), ``"crop"`` cuts the centre
+    (InputError if the image is smaller)."""
+    from PIL import Image
+
+    try:
+        if isinstance(obj, Image.Image):
+            image = obj
+        elif isinstance(obj, np.ndarray) and obj.dtype == np.uint8 and obj.ndim in (2, 3):
+            image = Image.fromarray(obj[..., 0] if obj.ndim == 3 and obj.shape[2] == 1 else obj)
+        elif is_path(obj):
+            image = Image.open(os.fspath(obj))
+            image.load()
+        else:
+            raise InputError("size= resizes images only: paths, PIL images or uint8 HxW(xC) arrays")
+    except (OSError, ValueError, TypeError) as error:
+        raise InputError(f"item {name!r}: cannot read it as an image to resize: {error}") from None
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    width, height = size
+    if fit_to == "resize":
+        image = image.resize((width, height), Image.Resampling.BICUBIC)
+    elif fit_to == "crop":
+        if image.width < width or image.height < height:
+            raise InputError(
+                f"item {name!r}: {image.width}x{image.height}, smaller than the crop "
+                f"{width}x{height}"
+            )
+        left, top = (image.width - width) // 2, (image.height - height) // 2
+        image = image.crop((left, top, left + width, top + height))
+    else:
+        raise InputError(f"fit_to must be 'resize' or 'crop', not {fit_to!r}")
+    return np.asarray(image)
 
 
 def default_names(items: Sequence[Any]) -> list[str]:
@@ -112,6 +163,8 @@ def fit_collection(
     modality: str | None = None,
     names: Sequence[str] | None = None,
     embedding_channels: int = 16,
+    size: tuple[int, int] | None = None,
+    fit_to: str = "resize",
     train_items: int | None = None,
     epochs: int | None = None,
     batch: int = 32,
@@ -133,10 +186,14 @@ def fit_collection(
         names: one unique name per item (default :func:`default_names`).
         embedding_channels: E, the code's channels (a 64x64 or 128x128 image's code is
             E x 4 x 4 bytes).
+        size: (width, height): bring every image item to this size first, by
+            ``fit_to="resize"`` (bicubic) or ``"crop"`` (the centre); None: items must
+            share one size already. Recorded in the model file, and used by
+            :func:`append`.
         train_items: fit the shared model on this many items drawn at random (seeded),
             else on all of them; every item is embedded either way.
-        epochs: passes over the training items (default: about 3,000 steps' worth, at
-            least 4 passes).
+        epochs: passes over the training items (default: about :data:`TRAINING_STEPS`
+            steps' worth, at least 4 passes).
         batch: training items per step.
         refine_steps: Adam steps on each item's embedding with the decoder frozen.
         quality_floor: PSNR (dB): items below it are refined up to
@@ -158,13 +215,17 @@ def fit_collection(
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise InputError(f"{folder}: exists and is not an empty folder (neurep.append adds items)")
     names = _checked_names(default_names(items) if names is None else names, len(items), set())
-    reader = _Reader(modality, None)
+    if size is not None:
+        size = (int(size[0]), int(size[1]))
+        if min(size) < 1 or fit_to not in ("resize", "crop"):
+            raise InputError("size must be (width, height) >= 1 and fit_to 'resize' or 'crop'")
+    reader = _Reader(modality, None, size, fit_to)
     chosen = _training_indices(len(items), train_items, seed)
     signals = [reader.read(items[i], names[i])[1] for i in _progress(chosen, progress, "reading")]
     training = torch.cat(signals)
-    adapter_cls = resolve(items[chosen[0]], reader.modality)
+    adapter_cls = resolve(reader.last_object, reader.modality)
     if epochs is None:
-        epochs = max(4, round(3000 / max(1, -(-len(chosen) // batch))))
+        epochs = max(4, round(TRAINING_STEPS / max(1, -(-len(chosen) // batch))))
     preset = _model.collection_preset(
         embedding_channels,
         epochs=epochs,
@@ -181,9 +242,12 @@ def fit_collection(
         (folder / SHARDS).mkdir()
         template = dict(reader.template)
         configuration = dict(template["configuration"])
+        metadata = _model_metadata(model, template["name"], configuration)
+        if size is not None:
+            metadata["items"] = {"size": list(size), "fit_to": fit_to}
         write_model(
             folder / MODEL_FILE,
-            _model_metadata(model, template["name"], configuration),
+            metadata,
             model.tensors(),
         )
         write_manifest(folder, file_entry(folder, MODEL_FILE), [])
@@ -234,7 +298,13 @@ def append(
     )
     model = existing.model
     metadata = existing.model_metadata
-    reader = _Reader(metadata["modality"]["name"], tuple(model.item_shape))
+    sizing = metadata.get("items", {})
+    reader = _Reader(
+        metadata["modality"]["name"],
+        tuple(model.item_shape),
+        tuple(sizing["size"]) if "size" in sizing else None,
+        sizing.get("fit_to", "resize"),
+    )
     reader.template = metadata["modality"]
     shards = list(existing._manifest["shards"])
     if items:
@@ -354,10 +424,12 @@ def _embed_rows(model, objs, names, reader, refine_steps, quality_floor, bar) ->
     for first in range(0, len(objs), _model.ITEMS_PER_PASS):
         batch = list(range(first, min(first + _model.ITEMS_PER_PASS, len(objs))))
         read = [reader.read(objs[i], names[i]) for i in batch]
+        originals = [reader.sized(objs[i], names[i]) for i in batch]  # what quality compares
+        adapters = [adapter for adapter, _ in read]
         signal = torch.cat([s for _, s in read])
         embedding = model.refine(model.encode(signal), signal, refine_steps)
         codes = model.quantize(embedding)
-        quality = _measure(model, codes, [objs[i] for i in batch], [a for a, _ in read])
+        quality = _measure(model, codes, originals, adapters)
         steps = [refine_steps] * len(batch)
         if quality_floor is not None:
             codes, quality, steps = _lift_below_floor(
@@ -368,8 +440,8 @@ def _embed_rows(model, objs, names, reader, refine_steps, quality_floor, bar) ->
                 quality,
                 steps,
                 quality_floor,
-                [objs[i] for i in batch],
-                [a for a, _ in read],
+                originals,
+                adapters,
                 [names[i] for i in batch],
             )
         for j, i in enumerate(batch):
