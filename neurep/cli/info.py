@@ -1,5 +1,6 @@
 """``neurep info IN.nrep [--json]``: what a ``.nrep`` file holds, read from its metadata only.
 ``neurep info data.h5 [ITEM]``: a pack's summary, or one of its items.
+``neurep info COLLECTION [ITEM]``: a collection's summary, or one item's record.
 
 Every file: modality and configuration, decoder, weights, embedding, bytes (and bpp for
 images and video), quality, fit settings. A video adds its frames, rate, size and source; a
@@ -63,8 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     import neurep
+    from neurep.collection import is_collection
     from neurep.data.packs import PackReader, is_pack
 
+    if is_collection(args.input):
+        return _collection_summary(args.input, args.item, args.json)
     path = existing_file(args.input)
     if is_pack(path):
         with PackReader(path) as pack:
@@ -121,6 +125,60 @@ def _pack_summary(path: Any, pack: Any, as_json: bool) -> int:
     print(f"  files      {len(pack.files)}, {report['file_bytes']:,} bytes in all")
     print(f"  mean PSNR  {psnr}")
     print(f"  names      {', '.join(pack.names[:3])}{', ...' if len(pack) > 3 else ''}")
+    return 0
+
+
+def _collection_summary(folder: str, item: str | None, as_json: bool) -> int:
+    """Print a collection's items, files, bytes and quality, or one item's record."""
+    from neurep.collection import NeuralCollection
+
+    collection = NeuralCollection(folder)
+    if item is not None:
+        if not item.lstrip("-").isdigit():
+            raise CommandError(f"{folder}: a collection's items are named by position here")
+        try:
+            record = collection.record(int(item))
+        except IndexError as error:
+            raise CommandError(str(error)) from None
+        print(json.dumps(json_safe(record), indent=None if not as_json else 2, allow_nan=False))
+        return 0
+    files = collection.files()
+    shard_bytes = sum(path.stat().st_size for path in files["shards"])
+    psnrs = [
+        p for i in range(len(collection)) if isinstance(p := collection.record(i)["psnr"], float)
+    ]
+    model = collection.model_metadata
+    report = {
+        "collection": str(folder),
+        "items": len(collection),
+        "shards": len(files["shards"]),
+        "model_bytes": files["model"].stat().st_size,
+        "shard_bytes": shard_bytes,
+        "bytes_per_item": shard_bytes / len(collection) if len(collection) else None,
+        "modality": model["modality"]["name"],
+        "item_shape": model["signal"]["item_shape"],
+        "embedding_shape": model["embedding"]["item_shape"],
+        "mean_psnr": sum(psnrs) / len(psnrs) if psnrs else None,
+        "fit": collection.fit_record,
+    }
+    if as_json:
+        print(json.dumps(json_safe(report), indent=2, allow_nan=False))
+        return 0
+    psnr = f"{report['mean_psnr']:.2f} dB" if psnrs else "not recorded"
+    per_item = report["bytes_per_item"]
+    print(f"{folder}: neurep collection ({report['modality']}, items {report['item_shape']})")
+    print(f"  items      {len(collection)} in {report['shards']} shards")
+    print(f"  embedding  {report['embedding_shape']} uint8 codes an item")
+    print(
+        f"  bytes      model {report['model_bytes']:,}, shards {shard_bytes:,}"
+        + (f" ({per_item:.1f} an item)" if per_item is not None else "")
+    )
+    print(f"  mean PSNR  {psnr}")
+    fit = report["fit"]
+    print(
+        f"  model fit  {fit.get('steps')} steps on {fit.get('train_items')} items, "
+        f"{fit.get('wall_time_s')} s"
+    )
     return 0
 
 
