@@ -1,5 +1,6 @@
 """Where a :class:`~neurep.data.NeuralDataset`'s items come from: a converted folder, a list
-of ``.nrep`` paths, or a pack (:class:`~neurep.data.packs.PackReader`).
+of ``.nrep`` paths, a pack (:class:`~neurep.data.packs.PackReader`), or a collection
+(:class:`CollectionItems`).
 
 Each source has ``len()``, ``names`` (one string per item), ``record(i)`` (the item's index
 fields) and ``load(i, decode_checks=True)`` (a :class:`~neurep.datum.NeuralDatum`).
@@ -18,7 +19,7 @@ from typing import Any
 from neurep.conversion.index import INDEX_NAME, read_index
 from neurep.errors import InputError
 
-__all__ = ["FolderItems", "PathItems", "open_items"]
+__all__ = ["CollectionItems", "FolderItems", "PathItems", "open_items"]
 
 
 class FolderItems:
@@ -88,6 +89,60 @@ class PathItems:
         return _open_datum(self.names[index], decode_checks)
 
 
+class CollectionItems:
+    """The items of a collection (:func:`neurep.fit_collection`), opened lazily.
+
+    It holds the folder's path only: the :class:`~neurep.collection.NeuralCollection` is
+    opened on first use in each process (a forked or spawned ``DataLoader`` worker opens
+    its own), and pickling keeps the path alone. Besides the sources' ``load`` it has
+    ``embedding(i)``: item i's dequantized code, ``E x *s`` float32.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        from neurep.collection import is_collection
+
+        self.path = Path(folder)
+        if not is_collection(self.path):
+            raise InputError(f"{self.path}: not a collection (no collection.json)")
+        self._opened: tuple[int, Any] | None = None
+        if len(self) == 0:
+            raise InputError(f"{self.path}: the collection holds no items")
+
+    @property
+    def collection(self):
+        """The collection, opened in this process."""
+        if self._opened is None or self._opened[0] != os.getpid():
+            from neurep.collection import NeuralCollection
+
+            self._opened = (os.getpid(), NeuralCollection(self.path))
+        return self._opened[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = state["path"]
+        self._opened = None
+
+    def __len__(self) -> int:
+        return len(self.collection)
+
+    @property
+    def names(self) -> list[str]:
+        return self.collection.names
+
+    def record(self, index: int) -> dict[str, Any]:
+        return dict(self.collection.record(index))
+
+    def load(self, index: int, *, decode_checks: bool = True):
+        return self.collection[index]
+
+    def embedding(self, index: int):
+        import torch
+
+        return torch.from_numpy(self.collection.embeddings([index])[0])
+
+
 def _open_datum(path: str | os.PathLike, decode_checks: bool):
     """``path`` as a NeuralDatum; without ``decode_checks`` for the embedding alone (see
     :meth:`NeuralDatum._from_reader <neurep.datum.NeuralDatum._from_reader>`)."""
@@ -98,11 +153,17 @@ def _open_datum(path: str | os.PathLike, decode_checks: bool):
 
 
 def open_items(source: Any):
-    """The item source for ``source``: a folder, a pack (``.h5``/``.hdf5``), or paths."""
+    """The item source for ``source``: a folder, a collection, a pack (``.h5``/``.hdf5``),
+    or paths."""
+    from neurep.collection import NeuralCollection, is_collection
     from neurep.data.packs import PackReader, is_pack
 
+    if isinstance(source, NeuralCollection):
+        return CollectionItems(source.path)
     if isinstance(source, str | os.PathLike):
         path = Path(source)
+        if is_collection(path):
+            return CollectionItems(path)
         if path.is_dir():
             return FolderItems(path)
         if is_pack(path):
@@ -112,12 +173,12 @@ def open_items(source: Any):
         if not path.exists():
             raise InputError(f"{path}: no such folder, pack or file")
         raise InputError(
-            f"{path}: not a converted folder, a pack (.h5) or a .nrep file; "
-            "pass a folder, a pack or a list of .nrep paths"
+            f"{path}: not a converted folder, a collection, a pack (.h5) or a .nrep file; "
+            "pass a folder, a collection, a pack or a list of .nrep paths"
         )
     if isinstance(source, Sequence) and not isinstance(source, bytes | bytearray):
         return PathItems(source)
     raise TypeError(
-        "NeuralDataset takes a folder, a pack or a list of .nrep paths, "
+        "NeuralDataset takes a folder, a collection, a pack or a list of .nrep paths, "
         f"not {type(source).__name__}"
     )

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurep.data._sources import open_items
+from neurep.data._sources import CollectionItems, open_items
 from neurep.data.batch import EncodedItem, decode_batch, encode_item, stack_or_list
+from neurep.errors import InputError
 
 __all__ = ["OUTPUTS", "NeuralDataset"]
 
@@ -31,7 +32,9 @@ class NeuralDataset(torch.utils.data.Dataset):
 
     Args:
         source: a ``neurep convert`` output folder (its ``index.jsonl``'s ``ok`` items), a
-            pack made by ``neurep pack`` (``.h5``), or a list of ``.nrep`` paths.
+            collection (:func:`neurep.fit_collection`: its folder or the
+            :class:`~neurep.collection.NeuralCollection`), a pack made by ``neurep pack``
+            (``.h5``), or a list of ``.nrep`` paths.
         output: what ``dataset[i]`` is:
 
             - ``"decoded"``: the datum decoded as a float32 tensor
@@ -45,13 +48,20 @@ class NeuralDataset(torch.utils.data.Dataset):
             - ``"encoded"``: an :class:`~neurep.data.batch.EncodedItem` (weights and
               embedding read and checked, not decoded), for batched decoding by
               :meth:`decode`, in the workers (``collate_fn=dataset.decode``) or in the
-              main process on the training device.
+              main process on the training device. Not for a collection: take
+              ``"embedding"`` items and decode batches with
+              :meth:`NeuralCollection.as_tensors <neurep.collection.NeuralCollection.as_tensors>`
+              (one pass of the shared decoder).
         transform: applied to each item's value (for ``"encoded"``: to each decoded tensor,
             by :meth:`decode`).
 
     ``dataset.record(i)`` gives item i's index fields (``source``, ``quality``, ``bytes``,
     ``modality``...; for a list of paths, read from the file's metadata) and
-    ``dataset.names`` the items' names (outputs relative to the folder, or the paths).
+    ``dataset.names`` the items' names (outputs relative to the folder, or the paths). For
+    a collection, records are :meth:`NeuralCollection.record
+    <neurep.collection.NeuralCollection.record>`'s (``name``, ``psnr``, ``ms_ssim``,
+    ``refine_steps``, ``shard``) and names its item names; the dataset then holds the
+    folder's path only, and each worker process opens the collection itself.
     """
 
     def __init__(
@@ -65,6 +75,12 @@ class NeuralDataset(torch.utils.data.Dataset):
         self.output = output
         self.transform = transform
         self.items = open_items(source)
+        if output == "encoded" and isinstance(self.items, CollectionItems):
+            raise InputError(
+                f"{self.items.path}: a collection's items share one decoder, so they have no "
+                'encoded form; use output="embedding" and decode batches of them with '
+                "NeuralCollection.as_tensors(indices)"
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -89,6 +105,9 @@ class NeuralDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Any:
         position = self._position(index)
+        if self.output == "embedding" and isinstance(self.items, CollectionItems):
+            value = self.items.embedding(position)
+            return value if self.transform is None else self.transform(value)
         if self.output == "embedding":  # the file is validated; nothing is decoded
             datum = self.items.load(position, decode_checks=False)
             embedding = torch.from_numpy(datum.embedding())
