@@ -6,7 +6,7 @@
       collection.json        manifest: the model file and the shards, in item order, with
                              their sizes and SHA-256 (JSON)
       model.nrepm            the shared model: a ZIP of a zarr v3 group (metadata) and
-                             weights.safetensors (decoder int8, encoder float32)
+                             weights.safetensors (decoder int8, encoder float16)
       shards/000000.nreps    embeddings of consecutive items: a ZIP of a zarr v3 group
       shards/000001.nreps    (metadata: the model's SHA-256, names, quality) and one array
       ...                    ``embeddings`` (n, E, *s) uint8, chunked by items
@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from neurep.collection._schema import (
     SHARD_FORMAT,
     validate,
 )
-from neurep.errors import FormatError, ResourceLimitError
+from neurep.errors import FormatError, ResourceLimitError, UnsupportedVersionError
 from neurep.formats._atomic import atomic_write
 from neurep.formats._json import check_json_bounds, load_json
 from neurep.formats._limits import DEFAULT_LIMITS, ReadLimits
@@ -83,8 +84,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ResourceLimitError(f"{path}: {size} bytes, more than {MAX_MANIFEST_BYTES}")
     limits = ReadLimits(max_metadata_bytes=MAX_MANIFEST_BYTES, max_json_nodes=1 << 24)
     manifest = load_json(path.read_bytes(), source=str(path), what="manifest", limits=limits)
-    validate(manifest, "manifest", source=str(path))
     _check_version(manifest, str(path))
+    validate(manifest, "manifest", source=str(path))
     files = [manifest["model"]["file"], *(shard["file"] for shard in manifest["shards"])]
     if len(set(files)) != len(files) or MANIFEST in files:
         raise FormatError(f"{path}: the manifest names a file twice (or itself)")
@@ -106,9 +107,16 @@ def write_manifest(folder: Path, model: Mapping[str, Any], shards: list[dict]) -
 
 
 def _check_version(document: dict[str, Any], source: str) -> None:
-    major = document["format_version"].split(".")[0]
-    if major != FORMAT_VERSION.split(".")[0]:  # the schema admits 1.x only; kept for 2.x
-        raise FormatError(f"{source}: collection format {document['format_version']}")
+    """Another major version is refused (before the schema, which may not describe it); a
+    newer minor one reads as this one. Malformed versions are left to the schema."""
+    version = document.get("format_version") if isinstance(document, dict) else None
+    if not isinstance(version, str) or not re.fullmatch(r"[0-9]{1,4}\.[0-9]{1,4}", version):
+        return
+    if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
+        raise UnsupportedVersionError(
+            f"{source}: collection format {document['format_version']}, this neurep reads "
+            f"{FORMAT_VERSION.split('.')[0]}.x; upgrade neurep"
+        )
 
 
 def file_entry(folder: Path, relative: str, **extra: Any) -> dict[str, Any]:
@@ -154,8 +162,8 @@ class _CollectionFileReader(NrepReader):
         if not isinstance(metadata, dict) or metadata.get("format") != self.FORMAT:
             found = metadata.get("format") if isinstance(metadata, dict) else None
             raise FormatError(f"{name}: not a collection {self.KIND} file (format {found!r})")
-        validate(metadata, self.KIND, source=name)
         _check_version(metadata, name)
+        validate(metadata, self.KIND, source=name)
         return metadata
 
 

@@ -261,7 +261,10 @@ def from_stored(
         parts[part][rest] = value
     quantization = metadata["weights"]["quantization"]
     for module, what in ((decoder, "decoder"), (encoder, "encoder")):
-        state = dequantize_tensors(parts[what], quantization.get(what))
+        try:
+            state = dequantize_tensors(parts[what], quantization.get(what))
+        except FormatError as error:
+            raise FormatError(f"{source}: the {what} weights: {error}") from None
         expected = module.state_dict()
         if set(state) != set(expected) or any(
             tuple(state[k].shape) != tuple(v.shape) for k, v in expected.items()

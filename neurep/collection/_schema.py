@@ -24,8 +24,13 @@ MAX_SHARD_ITEMS = 1 << 20
 _SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 _COUNT = {"type": "integer", "minimum": 0}
 _SIZES = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1}
-_FILE = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$", "maxLength": 255}
-_VERSION = {"type": "string", "pattern": r"^1\.[0-9]+$"}
+# A file in the folder or one subfolder; no part may start with a dot (no "..", no hidden files)
+_FILE = {
+    "type": "string",
+    "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)?$",
+    "maxLength": 255,
+}
+_VERSION = {"type": "string", "pattern": r"^[0-9]{1,4}\.[0-9]{1,4}$"}
 _CONFIG = {"type": "object", "required": ["name", "configuration"]}
 _COMMON = {"format_version": _VERSION, "created": {"type": "string"}, "library": {"type": "object"}}
 
