@@ -33,7 +33,7 @@ ITEMS_PER_PASS = 64
 #: costs at most a few hundredths of a dB), the encoder only embeds new ones.
 WEIGHT_PRECISION = {"decoder": "int8", "encoder": "float16"}
 #: Adam's rate when refining embeddings with the decoder frozen.
-REFINE_LEARNING_RATE = 1e-2
+REFINE_LEARNING_RATE = 3e-2
 
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
