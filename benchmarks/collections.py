@@ -1,14 +1,16 @@
 """Neural collections: one shared decoder for a whole data set, against per-item files and codecs.
 
-The benchmark cuts its own data from ``../shared/data/kodak``: the non-overlapping grid
-crops of 64x64 and 128x128 (``--sizes``) of kodim01-06 are the training items and those
-of kodim07-08 the evaluation items (all of them by default: 96 crops per image at 64x64,
-24 at 128x128; ``--train-crops`` / ``--eval-crops`` draw a seeded subset), written as PNGs
-into the work folder (``--work``, default a temporary one), so that neurep reads files.
-They are named ``k07_64_128.png`` (image, row, column), short since shards store names.
+The benchmark cuts its own data from ``../shared/data/kodak``, 64x64 and 128x128 crops
+(``--sizes``): the training items are crops of kodim01-06 every 32 pixels
+(``--train-stride``: overlapping; 2,070 at 64x64, 1,638 at 128x128), the
+evaluation items the non-overlapping grid crops of kodim07-08 (192 and 48), which no
+training crop touches; ``--train-crops`` / ``--eval-crops`` draw a seeded subset. They are
+written as PNGs into the work folder (``--work``, default a temporary one), so that neurep
+reads files, named ``k07_64_128.png`` (image, row, column), short since shards store names.
 
-Per crop size and embedding width (``--widths``, embedding channels, 4, 8 and 16), in one
-run, one after another:
+Per crop size and embedding width (``--widths``, embedding channels, 4, 8 and 16; and
+``--s3k-widths``, 16, with LPNet-S3K instead of LPNet-Conv at the first size), in one run,
+one after another:
 
 * ``neurep.fit_collection`` on the training crops (``--epochs``, ``--batch`` 32, no
   refinement), timed: the shared model's fit time (``fit_record["wall_time_s"]``) and
@@ -109,19 +111,26 @@ def log(message: str) -> None:
 
 
 def grid_crops(
-    folder: Path, images: Sequence[str], size: int, count: int | None, seed: int
+    folder: Path,
+    images: Sequence[str],
+    size: int,
+    count: int | None,
+    seed: int,
+    stride: int | None = None,
 ) -> list[Path]:
-    """The non-overlapping ``size`` x ``size`` grid cells of ``images`` as PNGs in
-    ``folder`` (kept when already there): all of them, or ``count`` drawn without
-    replacement (``numpy.random.default_rng(seed)``), in grid order. Returns the paths."""
+    """The ``size`` x ``size`` crops of ``images`` on a grid of ``stride`` (default
+    ``size``: non-overlapping) as PNGs in ``folder`` (kept when already there): all of
+    them, or ``count`` drawn without replacement (``numpy.random.default_rng(seed)``), in
+    grid order. Returns the paths."""
+    stride = stride or size
     cells = []
     for name in images:
         with Image.open(KODAK / name) as image:
             width, height = image.size
         cells += [
             (name, y, x)
-            for y in range(0, height - size + 1, size)
-            for x in range(0, width - size + 1, size)
+            for y in range(0, height - size + 1, stride)
+            for x in range(0, width - size + 1, stride)
         ]
     if count is not None and count < len(cells):
         picked = sorted(np.random.default_rng(seed).choice(len(cells), size=count, replace=False))
@@ -307,12 +316,19 @@ def append_and_measure(
 
 
 def measure_collection(
-    size: int, width: int, train: list[Path], evaluation: list[Path], work: Path, args
+    size: int,
+    width: int,
+    train: list[Path],
+    evaluation: list[Path],
+    work: Path,
+    args,
+    projection: str = "conv",
 ) -> dict[str, Any]:
     """Fit a collection of ``width`` embedding channels on ``train``; append
     ``evaluation`` to it without refinement and to a copy with refinement."""
-    folder = work / f"col{size}_w{width}"
-    refined = work / f"col{size}_w{width}_refine{args.refine_steps}"
+    tag = "" if projection == "conv" else f"_{projection}"
+    folder = work / f"col{size}_w{width}{tag}"
+    refined = work / f"col{size}_w{width}{tag}_refine{args.refine_steps}"
     for old in (folder, refined):
         if old.exists():
             shutil.rmtree(old)
@@ -322,6 +338,7 @@ def measure_collection(
         [str(p) for p in train],
         folder,
         embedding_channels=width,
+        projection=projection,
         epochs=args.epochs
         if args.epochs is not None or args.steps is None
         else max(1, round(args.steps / math.ceil(len(train) / args.batch))),
@@ -342,6 +359,7 @@ def measure_collection(
     row: dict[str, Any] = {
         "size": size,
         "embedding_channels": width,
+        "projection": projection,
         "train_items": len(train),
         "eval_items": len(evaluation),
         "fit_wall_s": fit_wall,
@@ -415,7 +433,11 @@ def judge(size_result: dict[str, Any]) -> list[dict[str, Any]]:
     sweeps = size_result["codecs"]
     verdicts = []
     for row in size_result["collections"]:
-        verdict: dict[str, Any] = {"size": size_result["size"], "width": row["embedding_channels"]}
+        verdict: dict[str, Any] = {
+            "size": size_result["size"],
+            "width": row["embedding_channels"],
+            "projection": row.get("projection", "conv"),
+        }
         plain = row["plain"]
         ratio = (
             plain["marginal_bytes_per_item"] / per_item["mean_bytes"]
@@ -481,7 +503,18 @@ def plot(sizes: Sequence[dict], out: Path) -> Path:
     FigureCanvasAgg(figure)
     for panel, result in enumerate(sizes):
         ax = figure.add_subplot(1, max(1, len(sizes)), panel + 1)
-        rows = sorted(result["collections"], key=lambda r: r["embedding_channels"])
+        everything = sorted(result["collections"], key=lambda r: r["embedding_channels"])
+        rows = [r for r in everything if r.get("projection", "conv") == "conv"]
+        for r in everything:
+            if r.get("projection", "conv") != "conv":
+                ax.scatter(
+                    [r["plain"]["marginal_bytes_per_item"]],
+                    [r["plain"]["mean_psnr"]],
+                    marker="v",
+                    color="tab:purple",
+                    zorder=5,
+                    label=f"collection, LPNet-{r['projection'].upper()} w{r['embedding_channels']}",
+                )
         for key, style, label in (
             ("plain", "o-", "collection"),
             ("refined", "s--", f"collection, refine {result['refine_steps']}"),
@@ -586,7 +619,9 @@ def summarise(sizes: Sequence[dict]) -> dict[str, Any]:
         "append / items appended); amortised: (model + manifest + shards) / all items",
         "per_width": verdicts,
         "all_targets_met_by": [
-            f"{v['size']}x{v['size']} w{v['width']}" for v in verdicts if v["all_pass"]
+            f"{v['size']}x{v['size']} w{v['width']} {v['projection']}"
+            for v in verdicts
+            if v["all_pass"]
         ],
     }
 
@@ -599,6 +634,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="64,128", help="crop sizes (64,128)")
     parser.add_argument("--widths", default="4,8,16", help="embedding channels (4,8,16)")
+    parser.add_argument(
+        "--s3k-widths",
+        default="16",
+        help="widths also fitted with LPNet-S3K (projection='s3k'), at the first size only",
+    )
+    parser.add_argument(
+        "--train-stride",
+        type=int,
+        default=32,
+        help="pixels between training crops (32: overlapping; evaluation crops never overlap)",
+    )
     parser.add_argument("--train-crops", type=int, default=None, help="subsample (all)")
     parser.add_argument("--eval-crops", type=int, default=None, help="subsample (all)")
     parser.add_argument("--epochs", type=int, default=None, help="fit_collection's (default)")
@@ -620,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.widths, args.epochs, args.refine_steps = "64", "8", 2, 5
+        args.s3k_widths = ""
         args.train_crops = args.train_crops or 48
         args.eval_crops = args.eval_crops or 16
         args.per_item = args.per_item or 4
@@ -632,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"needs {', '.join(missing)} in {KODAK.resolve()}")
         return 2
     sizes, widths = parse_ints(args.sizes), parse_ints(args.widths)
+    s3k_widths = parse_ints(args.s3k_widths)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "benchmark": "collections",
@@ -657,8 +705,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="neurep_collections_bench_") as directory:
         work = args.work or Path(directory)
         for size in sizes:
+            stride = args.train_stride
             train = grid_crops(
-                work / f"train{size}", TRAIN_IMAGES, size, args.train_crops, args.seed
+                work / f"train{size}_s{stride}",
+                TRAIN_IMAGES,
+                size,
+                args.train_crops,
+                args.seed,
+                stride,
             )
             evaluation = grid_crops(
                 work / f"eval{size}", EVAL_IMAGES, size, args.eval_crops, args.seed + 1
@@ -679,9 +733,11 @@ def main(argv: list[str] | None = None) -> int:
             }
             report["sizes"].append(result)
             result["per_item"] = measure_per_item(size, evaluation, work, args)
-            for width in widths:
+            runs = [(width, "conv") for width in widths]
+            runs += [(width, "s3k") for width in s3k_widths if size == sizes[0]]
+            for width, projection in runs:
                 result["collections"].append(
-                    measure_collection(size, width, train, evaluation, work, args)
+                    measure_collection(size, width, train, evaluation, work, args, projection)
                 )
                 report["summary"] = summarise(report["sizes"])
                 out_json.write_text(json.dumps(report, indent=2, default=str) + "\n")

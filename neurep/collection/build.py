@@ -163,6 +163,7 @@ def fit_collection(
     modality: str | None = None,
     names: Sequence[str] | None = None,
     embedding_channels: int = 16,
+    projection: str = "conv",
     size: tuple[int, int] | None = None,
     fit_to: str = "resize",
     train_items: int | None = None,
@@ -186,6 +187,8 @@ def fit_collection(
         names: one unique name per item (default :func:`default_names`).
         embedding_channels: E, the code's channels (a 64x64 or 128x128 image's code is
             E x 4 x 4 bytes).
+        projection: LPNet's per-level projection, ``"conv"`` (LPNet-Conv, the default:
+            it generalises better to unseen items) or ``"s3k"`` (RESULTS.md, "Collections").
         size: (width, height): bring every image item to this size first, by
             ``fit_to="resize"`` (bicubic) or ``"crop"`` (the centre); None: items must
             share one size already. Recorded in the model file, and used by
@@ -210,6 +213,8 @@ def fit_collection(
         raise InputError("fit_collection needs at least one item")
     if embedding_channels < 1 or batch < 1 or refine_steps < 0:
         raise InputError("embedding_channels and batch must be >= 1, refine_steps >= 0")
+    if projection not in ("conv", "s3k"):
+        raise InputError(f"projection must be 'conv' or 's3k', not {projection!r}")
     _check_shard_items(shard_items)
     folder = Path(out)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -228,6 +233,7 @@ def fit_collection(
         epochs = max(4, round(TRAINING_STEPS / max(1, -(-len(chosen) // batch))))
     preset = _model.collection_preset(
         embedding_channels,
+        projection=projection,
         epochs=epochs,
         batch=min(batch, len(chosen)),
         learning_rate=learning_rate,

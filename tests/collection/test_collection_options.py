@@ -115,6 +115,17 @@ def test_bad_arguments_are_input_errors(tmp_path):
         fit(items, tmp_path / "names", names=["a"])
     with pytest.raises(neurep.InputError, match="fit_to"):
         fit(items, tmp_path / "how", size=(16, 16), fit_to="stretch")
+    with pytest.raises(neurep.InputError, match="projection"):
+        fit(items, tmp_path / "proj", projection="fft")
     with pytest.raises(neurep.InputError, match="not a collection"):
         neurep.append(tmp_path / "nowhere", items)
     assert not (tmp_path / "names").exists() and not (tmp_path / "how").exists()
+
+
+def test_the_s3k_projection_is_stored_and_reloads(tmp_path):
+    items = [random_image(seed) for seed in range(3)]
+    collection = fit(items, tmp_path / "s3k", projection="s3k", epochs=1)
+    encoder = neurep.load(tmp_path / "s3k").model_metadata["encoder"]["configuration"]
+    assert encoder["projection"] == "s3k" and encoder["state_norm"] is True
+    reloaded = neurep.load(tmp_path / "s3k")
+    assert np.array_equal(reloaded[1].decode(), collection[1].decode())
