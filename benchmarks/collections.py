@@ -63,7 +63,6 @@ import json
 import math
 import numbers
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -74,7 +73,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -83,6 +81,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classic_codecs import load_rgb, psnr_uint8
 from convert import KODAK, index_rows
+from machine import machine_facts
 
 import neurep
 
@@ -598,17 +597,7 @@ def plot(sizes: Sequence[dict], out: Path) -> Path:
 
 
 def environment() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "neurep": neurep.__version__,
-        "pillow": Image.__version__,
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
-    }
+    return machine_facts(pillow=Image.__version__)
 
 
 def summarise(sizes: Sequence[dict]) -> dict[str, Any]:

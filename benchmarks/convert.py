@@ -38,7 +38,6 @@ import inspect
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -53,6 +52,9 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 import neurep
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_facts
 
 REPO = Path(__file__).resolve().parents[1]
 KODAK = REPO / ".." / "shared" / "data" / "kodak"
@@ -271,18 +273,7 @@ def environment() -> dict:
         dask_version = distributed.__version__
     except ImportError:
         dask_version = None
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "neurep": neurep.__version__,
-        "distributed": dask_version,
-        "convert_takes_batch": batch_supported(),
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
-    }
+    return machine_facts(distributed=dask_version, convert_takes_batch=batch_supported())
 
 
 def main(argv: list[str] | None = None) -> int:

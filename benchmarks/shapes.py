@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -44,6 +43,9 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
 import neurep
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_facts
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "meshes"
@@ -457,17 +459,7 @@ def plot_iou_bytes(rows: list[dict], out: Path) -> Path:
 
 
 def environment() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "neurep": neurep.__version__,
-        "numcodecs": numcodecs.__version__,
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
-    }
+    return machine_facts(numcodecs=numcodecs.__version__)
 
 
 def main(argv: list[str] | None = None) -> int:

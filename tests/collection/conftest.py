@@ -6,49 +6,14 @@ Every fixture here is read-only; a test that changes files works on a copy
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from _threads import one_thread
+from collection_helpers import ARRAY_ITEMS, PNG_ITEMS, SHARD_ITEMS, Built, random_image
 from PIL import Image
-
-#: Items of ``built``: arrays first, then PNG files (one in a subfolder), 16 x 16 RGB.
-ARRAY_ITEMS = 22
-PNG_ITEMS = ("p0.png", "p1.png", "p2.png", "p3.png", "p4.png", "p5.png", "p6.png", "sub/p7.png")
-SIDE = 16
-#: Items per shard of ``built``: 30 items -> shards of 8, 8, 8 and 6.
-SHARD_ITEMS = 8
-
-
-@dataclass(frozen=True)
-class Built:
-    """A collection folder and the items it was fitted to (as uint8 H x W x 3 arrays)."""
-
-    folder: Path
-    originals: tuple[np.ndarray, ...]
-    names: tuple[str, ...]
-
-
-def one_thread(make):
-    """``make()`` on one torch thread (quick and deterministic on a shared 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return make()
-    finally:
-        torch.set_num_threads(threads)
-
-
-def random_image(seed: int, side: int = SIDE) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sha256_of
+from collection_helpers import sha256_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -7,7 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import one_thread, random_image
+from _threads import one_thread
+from collection_helpers import random_image
 from PIL import Image
 
 import neurep

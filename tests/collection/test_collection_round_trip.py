@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARD_ITEMS, one_thread, random_image, sha256_of
+from _threads import one_thread
+from collection_helpers import SHARD_ITEMS, random_image, sha256_of
 
 import neurep
 from neurep.collection import NeuralCollection

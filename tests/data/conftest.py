@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from _threads import one_thread
 from PIL import Image
 
 #: The items of ``pack_converted`` (a subfolder item included).
@@ -17,16 +17,6 @@ PACK_SOURCES = ("a.png", "b.png", "sub/c.png")
 #: The errored index row appended to ``pack_converted``'s index: never an item.
 PACK_ERROR_ROW = {"output": "broken.nrep", "source": "broken.png", "status": "error",
                   "error": "a test's errored item"}  # fmt: skip
-
-
-def _one_thread(make):
-    """``make()`` on one torch thread (fits are deterministic and quick so)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return make()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _converted(root: Path, names: tuple[str, ...], side: int, salt: bytes, error_row) -> Path:
@@ -41,7 +31,7 @@ def _converted(root: Path, names: tuple[str, ...], side: int, salt: bytes, error
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
     out = root / "out"
-    _one_thread(lambda: neurep.convert(source, out, preset="fast", steps=5, progress=False))
+    one_thread(lambda: neurep.convert(source, out, preset="fast", steps=5, progress=False))
     with open(out / "index.jsonl", "a", encoding="utf-8") as index:
         index.write(json.dumps(error_row) + "\n")
     return out
@@ -114,7 +104,7 @@ def data_modalities(tmp_path_factory) -> dict:
     }
     made = {}
     for name, (obj, options) in objects.items():
-        datum = _one_thread(lambda o=obj, k=options: neurep.fit(o, steps=3, progress=False, **k))
+        datum = one_thread(lambda o=obj, k=options: neurep.fit(o, steps=3, progress=False, **k))
         path = root / f"{name}.nrep"
         datum.save(path)
         made[name] = (datum, path, obj)
