@@ -130,3 +130,16 @@ def test_the_s3k_projection_is_stored_and_reloads(tmp_path):
     assert encoder["projection"] == "s3k" and encoder["state_norm"] is True
     reloaded = neurep.load(tmp_path / "s3k")
     assert np.array_equal(reloaded[1].decode(), collection[1].decode())
+
+
+def test_training_items_of_8_bit_data_are_held_as_bytes():
+    import torch
+
+    from neurep.fitting.loop import as_unit
+
+    codes = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8)
+    exact = as_unit(codes)
+    held = build.as_bytes_if_exact(exact)
+    assert held.dtype == torch.uint8 and torch.equal(as_unit(held), exact)
+    finer = exact + 1e-4  # not k / 255: kept as it is
+    assert build.as_bytes_if_exact(finer) is finer
