@@ -3,7 +3,8 @@ of ``.nrep`` paths, a pack (:class:`~neurep.data.packs.PackReader`), or a collec
 (:class:`CollectionItems`).
 
 Each source has ``len()``, ``names`` (one string per item), ``record(i)`` (the item's index
-fields) and ``load(i, decode_checks=True)`` (a :class:`~neurep.datum.NeuralDatum`).
+fields), ``load(i, decode_checks=True)`` (a :class:`~neurep.datum.NeuralDatum`) and
+``embedding(i)`` (its stored embedding as a float32 tensor).
 Sources hold paths and small lists only, never an open file, so they pickle small into
 data-loader workers.
 """
@@ -19,10 +20,22 @@ from typing import Any
 from neurep.conversion.index import INDEX_NAME, read_index
 from neurep.errors import InputError
 
-__all__ = ["CollectionItems", "FolderItems", "PathItems", "open_items"]
+__all__ = ["CollectionItems", "FileEmbeddings", "FolderItems", "PathItems", "open_items"]
 
 
-class FolderItems:
+class FileEmbeddings:
+    """``embedding(i)`` for sources of ``.nrep`` files: the file validated, nothing decoded
+    (``load(i, decode_checks=False)``); ``E x *s`` float32, video ``T x E x *s``."""
+
+    def embedding(self, index: int):
+        import torch
+
+        datum = self.load(index, decode_checks=False)
+        embedding = torch.from_numpy(datum.embedding())
+        return embedding if datum.item_axis else embedding[0]
+
+
+class FolderItems(FileEmbeddings):
     """The items of a ``neurep convert`` output folder, as its index lists them.
 
     Items are the index's latest ``ok`` line for each output whose file is there, in the
@@ -55,7 +68,7 @@ class FolderItems:
         return _open_datum(self.root / self.names[index], decode_checks)
 
 
-class PathItems:
+class PathItems(FileEmbeddings):
     """A list of ``.nrep`` paths; a record is read from each file's metadata when asked."""
 
     def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
@@ -94,8 +107,8 @@ class CollectionItems:
 
     It holds the folder's path only: the :class:`~neurep.collection.NeuralCollection` is
     opened on first use in each process (a forked or spawned ``DataLoader`` worker opens
-    its own), and pickling keeps the path alone. Besides the sources' ``load`` it has
-    ``embedding(i)``: item i's dequantized code, ``E x *s`` float32.
+    its own), and pickling keeps the path alone. ``embedding(i)`` is item i's dequantized
+    code, ``E x *s`` float32.
     """
 
     def __init__(self, folder: str | os.PathLike) -> None:

@@ -105,13 +105,8 @@ class NeuralDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Any:
         position = self._position(index)
-        if self.output == "embedding" and isinstance(self.items, CollectionItems):
+        if self.output == "embedding":  # read and checked; nothing is decoded
             value = self.items.embedding(position)
-            return value if self.transform is None else self.transform(value)
-        if self.output == "embedding":  # the file is validated; nothing is decoded
-            datum = self.items.load(position, decode_checks=False)
-            embedding = torch.from_numpy(datum.embedding())
-            value = embedding if datum.item_axis else embedding[0]
             return value if self.transform is None else self.transform(value)
         datum = self.items.load(position)
         if self.output == "datum":

@@ -32,6 +32,7 @@ from neurep.data._pack_layout import (
     quality_value,
     read_tables,
 )
+from neurep.data._sources import FileEmbeddings
 from neurep.errors import FormatError, InputError
 
 __all__ = ["PackReader", "is_pack", "pack", "unpack"]
@@ -168,7 +169,7 @@ def pack(out_dir: str | os.PathLike, output: str | os.PathLike, *, progress: boo
 
 
 # -- reading ----------------------------------------------------------------------------------
-class PackReader:
+class PackReader(FileEmbeddings):
     """Read-only random access to a pack's items; safe to pickle into DataLoader workers.
 
     Opening validates the root attributes and the ``/files`` and ``/items`` tables, then
