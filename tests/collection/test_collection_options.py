@@ -12,7 +12,7 @@ from collection_helpers import random_image
 from PIL import Image
 
 import neurep
-from neurep.collection import build
+from neurep.collection import _items, build
 
 
 def smooth_image(seed: int, side: int = 16) -> np.ndarray:
@@ -139,7 +139,7 @@ def test_training_items_of_8_bit_data_are_held_as_bytes():
 
     codes = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8)
     exact = as_unit(codes)
-    held = build.as_bytes_if_exact(exact)
+    held = _items.as_bytes_if_exact(exact)
     assert held.dtype == torch.uint8 and torch.equal(as_unit(held), exact)
     finer = exact + 1e-4  # not k / 255: kept as it is
-    assert build.as_bytes_if_exact(finer) is finer
+    assert _items.as_bytes_if_exact(finer) is finer
