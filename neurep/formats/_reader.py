@@ -20,6 +20,7 @@ from neurep.formats._metadata import (
     NrepFormatWarning,
     validate_metadata,
 )
+from neurep.formats._opened import OPENED, metadata_copy
 from neurep.formats._selection import (
     chunk_part,
     normalize_selection,
@@ -115,14 +116,27 @@ class NrepReader:
     def __init__(self, source: ByteSource, limits: ReadLimits) -> None:
         self._source = source
         self._limits = limits
-        self._index = ZipIndex.parse(source, limits)
-        self._check_metadata_volume()
         self.path: str | None = source.path
         self.name: str = source.name
         self.nbytes: int = source.size
-        self.metadata: dict[str, Any] = self._read_metadata()
-        self._arrays: dict[str, ArraySpec] = self._read_array_specs()
-        self._check_cross_references()
+        # subclasses (collection files) validate more than this class: they are not memoised
+        key = OPENED.key(source, limits) if type(self) is NrepReader else None
+        state = None if key is None else OPENED.get(key)
+        if state is not None:
+            self._index = ZipIndex(source, state.members)
+            self.metadata: dict[str, Any] = metadata_copy(state)
+            self._arrays: dict[str, ArraySpec] = state.arrays
+            self._present_chunks = state.present_chunks
+        else:
+            self._index = ZipIndex.parse(source, limits)
+            self._check_metadata_volume()
+            self.metadata = self._read_metadata()
+            self._arrays = self._read_array_specs()
+            self._check_cross_references()
+            if key is not None and not self._newer_minor():  # newer minors may warn
+                OPENED.put(
+                    key, self._index.members, self.metadata, self._arrays, self._present_chunks
+                )
         self.array_names: tuple[str, ...] = tuple(sorted(self._arrays))
 
     # -- opening -------------------------------------------------------------------------
@@ -161,9 +175,12 @@ class NrepReader:
         metadata = parse_group_metadata(root, source=name)
         return validate_metadata(metadata, source=name)
 
+    def _newer_minor(self) -> bool:
+        return int(self.metadata["format_version"].split(".")[1]) > FORMAT_MINOR
+
     def _read_array_specs(self) -> dict[str, ArraySpec]:
         name = self._source.name
-        newer_minor = int(self.metadata["format_version"].split(".")[1]) > FORMAT_MINOR
+        newer_minor = self._newer_minor()
         arrays: dict[str, ArraySpec] = {}
         chunk_members: list[tuple[str, str]] = []
         unknown: list[str] = []

@@ -104,6 +104,10 @@ class ByteSource:
                 remaining -= len(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    def whole_bytes(self) -> bytes | None:
+        """All the bytes when they are held in memory (bytes, or a small file), else None."""
+        return self._data
+
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
