@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 #: A few steps: a fit's rounding differences grow with every Adam step, and on a tiny image
 #: the fast preset soon makes them large: after 20 steps ``neurep.fit`` alone differs from
 #: itself between 1 and 2 torch threads by up to 3 dB, as the stacked fit differs from it.
-#: After 3 they are within 2 levels and 0.02 dB.
+#: After 3 they are within a few levels and 0.05 dB.
 OPTIONS = {"preset": "fast", "steps": 3, "device": "cpu"}
 #: Metadata that rounding may change: the fit's time and training PSNR, and the quality.
 VARIES = {"wall_time_s", "final_training_psnr", "quality", "psnr", "ms_ssim", "threads"}
@@ -69,7 +69,13 @@ def _same_structure(a, b, path: str = "") -> None:
 def _assert_close(datum: neurep.NeuralDatum, alone: neurep.NeuralDatum) -> None:
     decoded, expected = datum.decode(), alone.decode()
     assert decoded.dtype == expected.dtype == np.uint8 and decoded.shape == expected.shape
-    assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 2
+    difference = np.abs(decoded.astype(int) - expected.astype(int))
+    # rounding may move a weight across an int8 step, which moves some pixels by a few levels
+    # (CPUs differ here); another item's image would differ by tens of levels everywhere
+    assert difference.max() <= 4 and difference.mean() <= 1.0, (
+        difference.max(),
+        difference.mean(),
+    )
     assert datum.metadata["quality"]["psnr"] == pytest.approx(
         alone.metadata["quality"]["psnr"], abs=0.05
     )
