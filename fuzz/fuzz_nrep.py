@@ -13,9 +13,11 @@ Run (one core; seeds are written to the corpus directory first if it is empty)::
 A structure-aware custom mutator keeps most inputs valid ZIPs (CRCs recomputed, each member
 kept deflated or stored as it was, and the weights checksum in the metadata updated half of the
 time) so mutations reach the metadata, zarr and safetensors validators instead of dying at the
-CRC check. ``--plain`` uses only libFuzzer's byte-level mutations. The seeds cover format 1.1:
-deflated ``zarr.json`` members, compact (``qinfo`` version 2) weights and embedding records, and
-the 1.1 golden files of ``tests/golden/files`` when run from a checkout.
+CRC check. ``--plain`` uses only libFuzzer's byte-level mutations. The seeds cover formats
+1.1 and 1.2: deflated ``zarr.json`` members, compact (``qinfo`` version 2) weights and
+embedding records, and the 1.1 and 1.2 golden files of ``tests/golden/files`` when run
+from a checkout (1.2's entropy-coded weights are decoded by the target,
+``_decode_weight_codes``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ with atheris.instrument_imports(include=["neurep"]):
     from neurep.errors import FormatError
     from neurep.formats import ReadLimits, open_nrep, write_nrep
     from neurep.formats._compact import compact_array, compact_tensors
+    from neurep.formats._entropy import decode_codes, encode_codes, has_codec
     from neurep.formats.quantize import quantize_array, quantize_tensors
+    from neurep.models.layout import state_layout
 
 # Small enough that a legitimately large (but allowed) declaration does not slow fuzzing;
 # the property checked is the same for any limits.
@@ -61,9 +65,21 @@ def test_one_input(data: bytes) -> None:
                         reader.read_array(name, (slice(None, None, -2), Ellipsis))
                     if full.ndim and full.shape[0]:  # -1 on an empty axis is an IndexError
                         reader.read_array(name, -1)
-                reader.read_tensors()
+                _decode_weight_codes(reader.metadata, reader.read_tensors())
         except FormatError:
             pass
+
+
+def _decode_weight_codes(metadata: dict, tensors: dict) -> None:
+    """Format 1.2: run an entropy-coded stream through the codec's decoder, as loading does."""
+    qinfo = metadata["weights"].get("quantization")
+    if not has_codec(qinfo):
+        return
+    try:
+        described = state_layout(metadata["decoder"])
+    except (KeyError, TypeError, ValueError):
+        return  # loading refuses a decoder it cannot build (a FormatError) before the codec
+    decode_codes(tensors, qinfo, described, "fuzz")
 
 
 Member = tuple[str, bytes, int]  # name, uncompressed bytes, zipfile compress type
@@ -173,7 +189,7 @@ def write_seeds(directory: str) -> None:
             array_chunks=chunks,
         )
     _write_compact_seeds(directory, rng)
-    for path in sorted(glob.glob(os.path.join(GOLDEN, "files", "*_v1_1.nrep"))):
+    for path in sorted(glob.glob(os.path.join(GOLDEN, "files", "*_v1_[12].nrep"))):
         shutil.copyfile(path, os.path.join(directory, f"seed-golden-{os.path.basename(path)}"))
 
 
@@ -189,13 +205,20 @@ def _write_compact_seeds(directory: str, rng: np.random.Generator) -> None:
     state = {name: torch.from_numpy(a.astype(np.float32)) for name, a in arrays.items()}
     state["steps"] = torch.tensor([3], dtype=torch.int64)
     latent = rng.standard_normal((2, 4, 16, 16)) * np.logspace(-3, 3, 4)[:, None, None]
-    for precision, embedding_precision in (
-        ("int5", "int8"),
-        ("int8", "int6"),
-        ("float16", "float16"),
+    described = {
+        name: ("float32" if t.is_floating_point() else "int64", tuple(t.shape))
+        for name, t in state.items()
+    }
+    for precision, embedding_precision, coded in (
+        ("int5", "int8", False),
+        ("int8", "int6", False),
+        ("int8", "int8", True),
+        ("float16", "float16", False),
     ):
         stored, qinfo = quantize_tensors(state, precision)
         tensors, weights = compact_tensors(stored, qinfo, list(state))
+        if coded:  # format 1.2's ans codec (forced: these random weights barely compress)
+            tensors, weights = encode_codes(tensors, weights, described, always=True)
         codes, array_qinfo = quantize_array(latent, embedding_precision, axis=1)
         metadata = {
             "modality": {"name": "image", "configuration": {"shape": [16, 16, 3]}},
@@ -212,7 +235,7 @@ def _write_compact_seeds(directory: str, rng: np.random.Generator) -> None:
             "fit": {"steps": 3},
         }
         write_nrep(
-            os.path.join(directory, f"seed-compact-{precision}.nrep"),
+            os.path.join(directory, f"seed-compact-{precision}{'-ans' if coded else ''}.nrep"),
             metadata=metadata,
             arrays={"embedding": codes},
             tensors=tensors,

@@ -27,6 +27,7 @@ from neurep.formats import (
     write_nrep,
 )
 from neurep.formats._compact_vector import compact_vector
+from neurep.formats._entropy import decode_codes, encode_codes, has_codec
 from neurep.metadata import (
     EMBEDDING_ARRAY,
     at_precision,
@@ -290,7 +291,11 @@ class NeuralDatum:
             described = state_layout(self.metadata["decoder"])
         except (KeyError, TypeError, ValueError) as error:
             raise FormatError(f"{self._source}: cannot build the decoder: {error}") from None
-        return described, self._reader.read_tensors(), self.metadata["weights"].get("quantization")
+        stored = self._reader.read_tensors()
+        qinfo = self.metadata["weights"].get("quantization")
+        if has_codec(qinfo):
+            stored, qinfo = decode_codes(stored, qinfo, described, self._source)
+        return described, stored, qinfo
 
     def parameter_layout(self) -> list[ParameterSlot]:
         """Where each decoder tensor lies in :meth:`parameters_vector`: (name, shape,
@@ -446,6 +451,8 @@ class NeuralDatum:
         self._embedding = dequantize_array(codes, embedding_qinfo)
         # stored in format 1.1's compact layout: what the decoder configuration implies is not
         stored, qinfo = compact_tensors(stored, qinfo, list(state))
+        # format 1.2: the affine codes entropy-coded (save(weights_codec="raw") undoes it)
+        stored, qinfo = encode_codes(stored, qinfo, state_layout(self.metadata["decoder"]))
         self.metadata = with_quantization(
             self.metadata, qinfo, str(codes.dtype), compact_array(embedding_qinfo)
         )
@@ -467,8 +474,16 @@ class NeuralDatum:
         datum.freeze_storage()
         return datum
 
-    def save(self, path: str | os.PathLike) -> int:
-        """Write the datum to ``path`` atomically; returns the file's size in bytes."""
+    def save(self, path: str | os.PathLike, *, weights_codec: str | None = None) -> int:
+        """Write the datum to ``path`` atomically; returns the file's size in bytes.
+
+        weights_codec: ``"ans"`` entropy-codes the integer weight codes (the default for a
+            fitted datum; format 1.2), ``"raw"`` stores them as plain safetensors tensors;
+            None keeps what the datum holds (a loaded file's own codec). Either way the
+            decoded values are the same.
+        """
+        if weights_codec not in (None, "ans", "raw"):
+            raise ValueError(f"weights_codec must be 'ans', 'raw' or None, not {weights_codec!r}")
         if self._stored is None:
             if self._reader is None:
                 self.freeze_storage()
@@ -478,9 +493,24 @@ class NeuralDatum:
                     self._reader.read_array(EMBEDDING_ARRAY, slice(None)),
                 )
         stored, codes = self._stored
-        return write_nrep(
-            path, metadata=self.metadata, arrays={EMBEDDING_ARRAY: codes}, tensors=stored
-        )
+        metadata = self.metadata
+        if weights_codec is not None:
+            stored, metadata = self._with_codec(stored, weights_codec)
+        return write_nrep(path, metadata=metadata, arrays={EMBEDDING_ARRAY: codes}, tensors=stored)
+
+    def _with_codec(self, stored: dict, codec: str) -> tuple[dict, dict[str, Any]]:
+        """The stored weights and metadata re-coded losslessly under ``codec``."""
+        qinfo = self.metadata["weights"].get("quantization")
+        if not isinstance(qinfo, dict) or qinfo.get("version") != 2:
+            return stored, self.metadata  # float or format-1.0 weights: nothing to code
+        described = state_layout(self.metadata["decoder"])
+        if has_codec(qinfo):
+            stored, qinfo = decode_codes(stored, qinfo, described, self._source)
+        if codec == "ans":
+            stored, qinfo = encode_codes(stored, qinfo, described)
+        metadata = copy.deepcopy(self.metadata)
+        metadata["weights"]["quantization"] = qinfo
+        return stored, metadata
 
     def __repr__(self) -> str:
         modality = self.metadata.get("modality", {}).get("name", "?")

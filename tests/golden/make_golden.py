@@ -70,7 +70,25 @@ CASES: dict[str, tuple[Callable[[], np.ndarray], dict]] = {
     "array_1d_float32_v1_1": (_signal_1d, {"modality": "array", "precision": "float16"}),
     # 3-D shapes: the shape configuration (grid, world frame) and an occupancy decode
     "voxels_ball_v1_1": (_voxel_ball, {"steps": 60}),
+    # format 1.2: entropy-coded (ans) weight codes, 8-bit and bit-packed
+    "image_rgb_uint8_v1_2": (_rgb_image, {}),
+    "image_gray_uint16_int5_v1_2": (_gray_image_uint16, {"precision": "int5"}),
 }
+
+
+def _decoded_codes(path: pathlib.Path) -> bytes | None:
+    """The raw affine codes of an entropy-coded file (None for other files)."""
+    import neurep
+    from neurep.formats._entropy import decode_codes, has_codec
+    from neurep.models.layout import state_layout
+
+    datum = neurep.load(path)
+    qinfo = datum.metadata["weights"]["quantization"]
+    if not has_codec(qinfo):
+        return None
+    described = state_layout(datum.metadata["decoder"])
+    stored, _ = decode_codes(datum._reader.read_tensors(), qinfo, described, str(path))
+    return stored["codes"].numpy().tobytes()
 
 
 def main() -> int:
@@ -101,6 +119,9 @@ def main() -> int:
             "decoded_dtype": decoded.dtype.name,
             "decoded_sha256": hashlib.sha256(np.ascontiguousarray(decoded).tobytes()).hexdigest(),
         }
+        codes = _decoded_codes(path)
+        if codes is not None:
+            expected[case]["codes_sha256"] = hashlib.sha256(codes).hexdigest()
         print(f"{case}: {size} bytes, decoded {decoded.shape} {decoded.dtype}")
     (FILES / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
     return 0

@@ -59,3 +59,32 @@ def test_golden_file_decodes_to_the_recorded_output(case):
     else:
         span = float(np.ptp(expected)) or 1.0
         np.testing.assert_allclose(decoded, expected, rtol=0, atol=1e-5 * span)
+
+
+CODED = sorted(case for case, facts in EXPECTED.items() if "codes_sha256" in facts)
+
+
+def test_the_golden_files_hold_entropy_coded_weights():
+    """Format 1.2's ans codec, on 8-bit and on bit-packed codes."""
+    precisions = set()
+    for case in CODED:
+        with open_nrep(FILES / f"{case}.nrep") as reader:
+            quantization = reader.metadata["weights"]["quantization"]
+            assert reader.metadata["format_version"] == "1.2"
+            assert quantization["codec"]["name"] == "ans"
+            precisions.add(quantization["precision"])
+    assert {"int8", "int5"} <= precisions
+
+
+@pytest.mark.parametrize("case", CODED)
+def test_entropy_coded_golden_weights_decode_bit_exactly(case):
+    """The stream decodes to exactly the recorded codes: no float tolerance for the codec."""
+    from neurep.formats._entropy import decode_codes
+    from neurep.models.layout import state_layout
+
+    with open_nrep(FILES / f"{case}.nrep") as reader:
+        described = state_layout(reader.metadata["decoder"])
+        qinfo = reader.metadata["weights"]["quantization"]
+        stored, _ = decode_codes(reader.read_tensors(), qinfo, described, case)
+    digest = hashlib.sha256(stored["codes"].numpy().tobytes()).hexdigest()
+    assert digest == EXPECTED[case]["codes_sha256"]
