@@ -117,6 +117,9 @@ class NeuralDatum:
         self._reader = reader
         self._adapter = None
         self._stored: tuple[dict[str, torch.Tensor], np.ndarray] | None = None
+        #: name -> factor >= 1: coarser quantisation steps for those weights (set before
+        #: :meth:`freeze_storage`; see :mod:`neurep.fitting.steps`)
+        self.step_scales: dict[str, float] | None = None
 
     # -- construction from a file -----------------------------------------------------------
     @classmethod
@@ -443,7 +446,7 @@ class NeuralDatum:
             return
         precision = self.metadata["weights"].get("precision", "float32")
         state = self.decoder.state_dict()
-        stored, qinfo = quantize_tensors(state, precision)
+        stored, qinfo = quantize_tensors(state, precision, self.step_scales)
         embedding_precision = self.metadata["embedding"].get("precision", "float32")
         # Per embedding channel (axis 1), never per item: any subset of items shares them.
         codes, embedding_qinfo = quantize_array(self.embedding(), embedding_precision, axis=1)

@@ -15,6 +15,7 @@ fit, :func:`~neurep.fitting.stacked.fit_signals_stacked`), each still its own da
 
 from __future__ import annotations
 
+import copy
 import platform
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,6 +28,7 @@ from neurep.fitting import rate
 from neurep.fitting.loop import FitResult, fit_signal
 from neurep.fitting.presets import Plan, Preset, plan
 from neurep.fitting.stacked import fit_signals_stacked
+from neurep.fitting.steps import coarsen_steps
 from neurep.metadata import FitRecord, datum_metadata, with_quality
 from neurep.modalities import ModalityAdapter
 
@@ -113,6 +115,8 @@ def fit_datum(
     )
     record = _fit_record(result, models, seed, device, max_bytes, target_psnr)
     fitted = _Fitted(obj, adapter, signal, models, result, record, target.embedding_precision)
+    if max_bytes is None and target_psnr is None and precision.startswith("int"):
+        return coarsen_steps(lambda scales: fitted.stored_at(precision, scales))
     if max_bytes is None:
         return fitted.stored_at(precision)
     return rate.store_within(fitted.stored_at, precision, max_bytes)
@@ -251,9 +255,10 @@ class _Fitted:
         self.float_state = {k: v.clone() for k, v in self.result.decoder.state_dict().items()}
         self.embedding = self.result.embedding.numpy().astype(np.float32)  # (B, E, *s)
 
-    def stored_at(self, precision: str) -> NeuralDatum:
-        """A datum whose weights are quantised at ``precision``, with its quality measured."""
-        decoder = self.result.decoder
+    def stored_at(self, precision: str, step_scales: dict[str, float] | None = None) -> NeuralDatum:
+        """A datum whose weights are quantised at ``precision`` (steps scaled by
+        ``step_scales``, :mod:`neurep.fitting.steps`), with its quality measured."""
+        decoder = copy.deepcopy(self.result.decoder)  # each stored datum owns its decoder
         decoder.load_state_dict(self.float_state)
         metadata = datum_metadata(
             modality=self.adapter.to_config(),
@@ -267,6 +272,7 @@ class _Fitted:
             fit=self.record,
         )
         datum = NeuralDatum(metadata, decoder=decoder, embedding=self.embedding)
+        datum.step_scales = step_scales
         datum.freeze_storage()
         quality = self.adapter.measure(self.obj, datum)
         datum.metadata = with_quality(datum.metadata, quality)

@@ -179,6 +179,20 @@ def _quantize_rows(
     return best
 
 
+def _coarser(
+    x: np.ndarray, granularity: str, axis: int, scale, offset, bits: int, factor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (x's shape) and scales (C,) at ``factor`` times the step, same offsets."""
+    if not factor >= 1.0:
+        raise ValueError(f"a step scale must be at least 1, not {factor!r}")
+    scale = (scale.astype(np.float64) * factor).astype(np.float32)
+    if granularity == "tensor":
+        return _affine_codes(x.reshape(1, -1), scale, offset, bits).reshape(x.shape), scale
+    moved = np.moveaxis(x, axis, 0)
+    codes = _affine_codes(moved.reshape(moved.shape[0], -1), scale, offset, bits)
+    return np.ascontiguousarray(np.moveaxis(codes.reshape(moved.shape), 0, axis)), scale
+
+
 def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
     """codes (n,) uint8 < 2**bits -> (ceil(n * bits / 8),) uint8, little-endian bit order."""
     planes = np.unpackbits(codes.reshape(-1, 1), axis=1, bitorder="little")[:, :bits]  # (n, bits)
@@ -197,7 +211,9 @@ def _unpack(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
 
 
 def quantize_tensors(
-    tensors: dict[str, torch.Tensor], precision: str
+    tensors: dict[str, torch.Tensor],
+    precision: str,
+    step_scales: dict[str, float] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Quantise a state dict for ``weights.safetensors``.
 
@@ -210,6 +226,9 @@ def quantize_tensors(
     Returns ``(stored, qinfo)``: ``stored`` name -> contiguous CPU tensor of a dtype safetensors
     writes (uint8 codes, float16/bfloat16/float32, the ``"__qparams__"`` float32 vector);
     ``qinfo`` a JSON-serialisable description. Codes keep each tensor's name.
+    step_scales: name -> factor >= 1 for affine tensors whose quantisation step should be
+        that many times the range-covering one (codes then use about ``levels / factor`` of
+        the levels: fewer bits once entropy-coded, :mod:`neurep.formats._entropy`).
     Raises ``ValueError`` for an unknown precision, non-finite values, or a tensor named
     ``"__qparams__"``.
     """
@@ -247,6 +266,9 @@ def quantize_tensors(
             entries[name] = entry
             continue
         codes, scale, offset, used, axis = _quantize_rows(x.numpy(), bits, (0, 1), 8)
+        factor = (step_scales or {}).get(name, 1.0)
+        if factor != 1.0:
+            codes, scale = _coarser(x.numpy(), used, axis, scale, offset, bits, factor)
         packed = bits < 8
         flat = _pack(codes.reshape(-1), bits) if packed else codes
         stored[name] = torch.from_numpy(np.ascontiguousarray(flat))
