@@ -23,6 +23,9 @@ STEP_FACTORS = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 DEFAULT_BUDGET_DB = 0.08
 #: Tensors with fewer weights than this share of the affine codes keep min-max steps.
 MIN_SHARE = 0.05
+#: Decoders with fewer affine weights are stored with min-max steps: the bytes a choice could
+#: save are fewer than the measurements would cost in time.
+MIN_WEIGHTS = 16384
 
 
 def coarsen_steps(
@@ -37,7 +40,7 @@ def coarsen_steps(
     base = stored_with(None)
     psnr = _psnr(base)
     sizes = _affine_sizes(base)
-    if psnr is None or not sizes:
+    if psnr is None or sum(sizes.values()) < MIN_WEIGHTS:
         return base
     total = sum(sizes.values())
     chosen: dict[str, float] = {}

@@ -23,6 +23,7 @@ by the decoder the reader already accepted.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -49,15 +50,28 @@ def has_codec(qinfo: Any) -> bool:
     return isinstance(qinfo, dict) and "codec" in qinfo
 
 
-def _laplace_frequencies(q: int, levels: int) -> np.ndarray:
-    """Integer frequencies of ``d`` in ``[0, 2 L]`` (L = levels - 1), as float64."""
+@functools.lru_cache(maxsize=64)
+def _half_table(levels: int) -> np.ndarray:
+    """``w(j)`` for every grid decay: (len(_Q_GRID), levels) float64, built in integers."""
+    return np.stack([_half_weights(int(q), levels) for q in _Q_GRID])
+
+
+@functools.lru_cache(maxsize=1024)
+def _half_weights(q: int, levels: int) -> np.ndarray:
+    """``max(w(j), 1)`` for ``j`` in ``[0, L]``: exact integers held as float64."""
     weights = [_W0]
     for _ in range(levels - 1):
         weights.append((weights[-1] * q) >> 16)
-    half = np.maximum(np.asarray(weights, dtype=np.float64), 1.0)
+    return np.maximum(np.asarray(weights, dtype=np.float64), 1.0)
+
+
+def _laplace_frequencies(q: int, levels: int) -> np.ndarray:
+    """Integer frequencies of ``d`` in ``[0, 2 L]`` (L = levels - 1), as float64."""
+    half = _half_weights(q, levels)
     return np.concatenate([half[:0:-1], half])
 
 
+@functools.lru_cache(maxsize=1024)
 def _categorical(q: int, levels: int):
     import constriction
 
@@ -114,17 +128,11 @@ def _pack(values: np.ndarray, bits: int) -> np.ndarray:
 
 def _best_decay(symbols: np.ndarray, levels: int) -> int:
     """The grid decay that codes ``symbols`` (in [0, 2 L]) in the fewest bits."""
-    distance = np.abs(symbols - (levels - 1))
-    counts = np.bincount(distance, minlength=levels).astype(np.float64)
-    used = np.nonzero(counts)[0]
-    best, best_bits = int(_Q_GRID[0]), math.inf
-    for q in _Q_GRID:
-        freq = _laplace_frequencies(int(q), levels)
-        total = freq.sum()
-        bits = float((counts[used] * -np.log2(freq[levels - 1 + used] / total)).sum())
-        if bits < best_bits:
-            best, best_bits = int(q), bits
-    return best
+    counts = np.bincount(np.abs(symbols - (levels - 1)), minlength=levels).astype(np.float64)
+    half = _half_table(levels)  # (G, L + 1)
+    totals = 2.0 * half.sum(axis=1) - half[:, 0]  # both sides, the centre once
+    bits = -(np.log2(half / totals[:, None]) @ counts)  # (G,)
+    return int(_Q_GRID[int(np.argmin(bits))])
 
 
 def encode_codes(
