@@ -2,10 +2,10 @@
 
 Min-max int8 codes cover each tensor's (or channel's) range in 255 steps; once the codes are
 entropy-coded (format 1.2), a step k times coarser costs about log2(k) fewer bits a weight.
-After a fit, :func:`coarsen_steps` tries coarser steps on the tensors that hold most of the
-codes, largest first, keeping each that leaves the stored datum's PSNR within
-``budget_db`` of the plain min-max quantisation's (measured on the real decode, not
-modelled), and returns the smaller datum.
+After a fit, :func:`coarsen_steps` coarsens the steps of the tensors that hold most of the
+codes, each round the one that saves the most bytes per dB, while the stored datum's PSNR
+stays within ``budget_db`` of plain min-max quantisation's (measured on the real decode,
+not modelled), and returns the smaller datum.
 """
 
 from __future__ import annotations
@@ -32,29 +32,49 @@ def coarsen_steps(
     stored_with: Callable[[dict[str, float] | None], NeuralDatum],
     budget_db: float = DEFAULT_BUDGET_DB,
 ) -> NeuralDatum:
-    """The datum with the coarsest per-tensor steps within ``budget_db`` of the default's
-    PSNR, or the default itself.
+    """The datum with per-tensor steps within ``budget_db`` of the default's PSNR, or the
+    default itself.
 
-    stored_with: step scales (name -> factor) -> the stored, measured datum.
+    Steps are coarsened one tensor at a time, each round taking the candidate (a tensor's
+    next factor) that saves the most stored bytes per dB it costs, until no candidate fits
+    the budget. stored_with: step scales (name -> factor) -> the stored, measured datum.
     """
     base = stored_with(None)
     psnr = _psnr(base)
     sizes = _affine_sizes(base)
-    if psnr is None or sum(sizes.values()) < MIN_WEIGHTS:
-        return base
     total = sum(sizes.values())
+    if psnr is None or total < MIN_WEIGHTS:
+        return base
+    names = [name for name in sizes if sizes[name] >= MIN_SHARE * total]
+    next_factor = dict.fromkeys(names, 0)  # index into STEP_FACTORS
     chosen: dict[str, float] = {}
-    best = base
-    for name in sorted(sizes, key=sizes.get, reverse=True):
-        if sizes[name] < MIN_SHARE * total:
-            break
-        for factor in STEP_FACTORS:
-            candidate = stored_with({**chosen, name: factor})
+    best, best_bytes, best_loss = base, _stored_bytes(base), 0.0
+    while True:
+        options = []
+        for name in names:
+            if next_factor[name] >= len(STEP_FACTORS):
+                continue
+            candidate = stored_with({**chosen, name: STEP_FACTORS[next_factor[name]]})
             quality = _psnr(candidate)
-            if quality is None or psnr - quality > budget_db:
-                break
-            chosen[name], best = factor, candidate
-    return best
+            loss = math.inf if quality is None else psnr - quality
+            if loss > budget_db:  # coarser steps of this tensor would cost more still
+                next_factor[name] = len(STEP_FACTORS)
+                continue
+            saved = best_bytes - _stored_bytes(candidate)
+            options.append((saved / max(loss - best_loss, 1e-3), name, candidate, loss))
+        if not options:
+            return best
+        _, name, best, best_loss = max(options, key=lambda option: option[0])
+        chosen[name] = STEP_FACTORS[next_factor[name]]
+        next_factor[name] += 1
+        best_bytes = _stored_bytes(best)
+
+
+def _stored_bytes(datum: NeuralDatum) -> int:
+    """Bytes of the stored weights and embedding codes (what the steps change)."""
+    datum.freeze_storage()
+    tensors, codes = datum._stored
+    return sum(t.numel() * t.element_size() for t in tensors.values()) + codes.nbytes
 
 
 def _psnr(datum: NeuralDatum) -> float | None:
