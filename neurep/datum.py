@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,8 @@ from neurep.formats import (
     write_nrep,
 )
 from neurep.formats._compact_vector import compact_vector
-from neurep.formats._entropy import decode_codes, encode_codes, has_codec
+from neurep.formats._entropy import decode_codes, encode_codes, has_codec, recode
+from neurep.item_selection import Items, contiguous_runs, item_indices, plain_integer
 from neurep.metadata import (
     EMBEDDING_ARRAY,
     at_precision,
@@ -47,52 +47,6 @@ DECODE_BATCH_ELEMENTS = 1 << 23
 
 #: Memory layout the decoder runs in, by embedding rank (4: 2-D signals, 5: 3-D).
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
-
-#: What :meth:`NeuralDatum.decode` takes to pick items: all (None), an index, a slice, or
-#: a sequence of indices.
-Items = None | int | slice | Sequence[int]
-
-
-def _item_indices(items: Items, count: int) -> list[int]:
-    """``items`` as a list of indices in 0..count-1; IndexError or TypeError otherwise."""
-    if items is None:
-        return list(range(count))
-    if isinstance(items, slice):
-        chosen = list(range(*items.indices(count)))
-        if not chosen:
-            raise IndexError(f"the slice {items} selects none of the {count} items")
-        return chosen
-    if isinstance(items, bool) or not isinstance(items, int | np.integer | Sequence | np.ndarray):
-        raise TypeError(f"items must be an index, a slice or indices, not {items!r:.40}")
-    chosen = [items] if isinstance(items, int | np.integer) else list(items)
-    out = []
-    for index in chosen:
-        if isinstance(index, bool) or not isinstance(index, int | np.integer):
-            raise TypeError(f"item indices must be integers, not {index!r:.40}")
-        if not -count <= index < count:
-            raise IndexError(f"item {index} is out of range for {count} items")
-        out.append(int(index) % count)
-    if not out:
-        raise IndexError("the selection holds no items")
-    return out
-
-
-def _contiguous_runs(indices: list[int]) -> list[slice]:
-    """[3, 4, 5, 9, 2] -> [slice(3, 6), slice(9, 10), slice(2, 3)]: the reads, in order."""
-    runs: list[slice] = []
-    for index in indices:
-        if runs and runs[-1].stop == index:
-            runs[-1] = slice(runs[-1].start, index + 1)
-        else:
-            runs.append(slice(index, index + 1))
-    return runs
-
-
-def _integer(value: Any) -> int:
-    """``value`` if it is a plain int (not a bool, float or string), else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {value!r:.40}")
-    return value
 
 
 class NeuralDatum:
@@ -186,13 +140,13 @@ class NeuralDatum:
         output, and the decoder must consume exactly the embedding the file holds.
         """
         try:
-            embedding_shape = [_integer(v) for v in self.metadata["embedding"]["shape"]]
-            signal_shape = [_integer(v) for v in self.metadata["signal"]["shape"]]
+            embedding_shape = [plain_integer(v) for v in self.metadata["embedding"]["shape"]]
+            signal_shape = [plain_integer(v) for v in self.metadata["signal"]["shape"]]
             decoder = self.metadata["decoder"]["configuration"]
-            in_channels = _integer(decoder["in_channels"])
-            out_channels = _integer(decoder["out_channels"])
-            total_stride = math.prod(_integer(s) for s in decoder["strides"])
-            ndim = _integer(decoder["ndim"])
+            in_channels = plain_integer(decoder["in_channels"])
+            out_channels = plain_integer(decoder["out_channels"])
+            total_stride = math.prod(plain_integer(s) for s in decoder["strides"])
+            ndim = plain_integer(decoder["ndim"])
         except (KeyError, TypeError, ValueError) as error:
             raise FormatError(
                 f"{self._source}: incomplete decoder/signal metadata: {error}"
@@ -327,7 +281,7 @@ class NeuralDatum:
         if self._embedding is not None:
             if items is None:
                 return self._embedding
-            return self._embedding[_item_indices(items, self.num_items)]
+            return self._embedding[item_indices(items, self.num_items)]
         qinfo = self.metadata["embedding"].get("quantization")
         # Codes quantised per channel (format 1.1) dequantise row by row; a 1.0 record
         # describes the whole array, which is then read whole.
@@ -337,9 +291,9 @@ class NeuralDatum:
         if items is None or not by_rows:
             codes = self._reader.read_array(EMBEDDING_ARRAY, slice(None))
             values = codes if qinfo is None else dequantize_array(codes, qinfo)
-            return values if items is None else values[_item_indices(items, self.num_items)]
-        indices = _item_indices(items, self.num_items)
-        runs = [self._reader.read_array(EMBEDDING_ARRAY, run) for run in _contiguous_runs(indices)]
+            return values if items is None else values[item_indices(items, self.num_items)]
+        indices = item_indices(items, self.num_items)
+        runs = [self._reader.read_array(EMBEDDING_ARRAY, run) for run in contiguous_runs(indices)]
         codes = np.concatenate(runs) if len(runs) != 1 else runs[0]
         return codes if qinfo is None else dequantize_array(codes, qinfo)
 
@@ -421,7 +375,7 @@ class NeuralDatum:
         if items is None or self.num_items <= self._items_per_batch():
             decoded = adapter.from_signal(self.decode_signal(items), **options)
         else:  # a long clip: convert each batch to the user's dtype before the next
-            indices = _item_indices(items, self.num_items)
+            indices = item_indices(items, self.num_items)
             step = self._items_per_batch()
             decoded = adapter.concatenate(
                 [
@@ -497,23 +451,12 @@ class NeuralDatum:
                 )
         stored, codes = self._stored
         metadata = self.metadata
-        if weights_codec is not None:
-            stored, metadata = self._with_codec(stored, weights_codec)
+        qinfo = metadata["weights"].get("quantization")
+        if weights_codec is not None and isinstance(qinfo, dict) and qinfo.get("version") == 2:
+            described = state_layout(metadata["decoder"])
+            stored, qinfo = recode(stored, qinfo, described, weights_codec, self._source)
+            metadata = {**metadata, "weights": {**metadata["weights"], "quantization": qinfo}}
         return write_nrep(path, metadata=metadata, arrays={EMBEDDING_ARRAY: codes}, tensors=stored)
-
-    def _with_codec(self, stored: dict, codec: str) -> tuple[dict, dict[str, Any]]:
-        """The stored weights and metadata re-coded losslessly under ``codec``."""
-        qinfo = self.metadata["weights"].get("quantization")
-        if not isinstance(qinfo, dict) or qinfo.get("version") != 2:
-            return stored, self.metadata  # float or format-1.0 weights: nothing to code
-        described = state_layout(self.metadata["decoder"])
-        if has_codec(qinfo):
-            stored, qinfo = decode_codes(stored, qinfo, described, self._source)
-        if codec == "ans":
-            stored, qinfo = encode_codes(stored, qinfo, described)
-        metadata = copy.deepcopy(self.metadata)
-        metadata["weights"]["quantization"] = qinfo
-        return stored, metadata
 
     def __repr__(self) -> str:
         modality = self.metadata.get("modality", {}).get("name", "?")

@@ -31,8 +31,10 @@ import numpy as np
 import torch
 
 from neurep.errors import FormatError
+from neurep.formats._compact import _bits, layout_plan
+from neurep.formats.quantize import _pack, _unpack
 
-__all__ = ["ANS_CODEC", "decode_codes", "encode_codes", "has_codec"]
+__all__ = ["ANS_CODEC", "decode_codes", "encode_codes", "has_codec", "recode"]
 
 #: ``weights.quantization["codec"]`` of an entropy-coded file.
 ANS_CODEC = {"name": "ans", "configuration": {"model": "laplace"}}
@@ -80,22 +82,15 @@ def _categorical(q: int, levels: int):
 
 def _affine_tensors(qinfo: dict, expected: dict[str, tuple[str, tuple[int, ...]]]) -> list:
     """Per affine tensor, in layout order: (codes start, count, shape, axis or None,
-    params start, packed)."""
-    from neurep.formats._compact import _bits
-
-    bits = _bits(qinfo["precision"])
-    tensors, codes_at, params_at = [], 0, 0
-    for (_, (_, shape)), letter in zip(expected.items(), qinfo["layout"], strict=True):
-        if letter in "fhbr":
-            continue
-        n = math.prod(shape)
-        axis = None if letter == "t" else int(letter)
-        channels = 1 if axis is None else shape[axis]
-        packed = bits < 8
-        length = (n * bits + 7) // 8 if packed else n
-        tensors.append((codes_at, n, tuple(shape), axis, params_at, packed))
-        codes_at += length
-        params_at += 2 * channels
+    params start, packed), from the compact layout's plan (FormatError for a bad layout)."""
+    spans, _, _, v1, _ = layout_plan(qinfo["precision"], qinfo["layout"], tuple(expected.items()))
+    tensors = []
+    for key, start, _, _, name in spans:
+        if key == _CODES:
+            entry = v1["tensors"][name]
+            shape = tuple(entry["shape"])
+            n = math.prod(shape)
+            tensors.append((start, n, shape, entry.get("axis"), entry["params"], entry["packed"]))
     return tensors
 
 
@@ -113,17 +108,6 @@ def _centres(params: np.ndarray, at: int, shape: tuple[int, ...], axis, levels: 
         return np.full(n, centre[0], dtype=np.int64)
     inner = math.prod(shape[axis + 1 :])
     return centre[(np.arange(n) // inner) % channels]
-
-
-def _unpack(data: np.ndarray, n: int, bits: int) -> np.ndarray:
-    """LSB-first bit-packed codes -> n integers (the layout's packing, quantize.py)."""
-    bitstream = np.unpackbits(data, bitorder="little")[: n * bits].reshape(n, bits)
-    return (bitstream.astype(np.int64) << np.arange(bits)).sum(axis=1)
-
-
-def _pack(values: np.ndarray, bits: int) -> np.ndarray:
-    bitstream = ((values[:, None] >> np.arange(bits)) & 1).astype(np.uint8).reshape(-1)
-    return np.packbits(bitstream, bitorder="little")
 
 
 def _best_decay(symbols: np.ndarray, levels: int) -> int:
@@ -146,8 +130,6 @@ def encode_codes(
     when there are no affine codes or (unless ``always``) coding would not make them smaller."""
     import constriction
 
-    from neurep.formats._compact import _bits
-
     bits = _bits(qinfo["precision"])
     if bits is None or _CODES not in stored:
         return stored, qinfo
@@ -158,7 +140,7 @@ def encode_codes(
     for codes_at, n, shape, axis, params_at, packed in _affine_tensors(qinfo, expected):
         length = (n * bits + 7) // 8 if packed else n
         chunk = raw[codes_at : codes_at + length]
-        codes = _unpack(chunk, n, bits) if packed else chunk.astype(np.int64)
+        codes = (_unpack(chunk, bits, n) if packed else chunk).astype(np.int64)
         symbols = codes - _centres(params, params_at, shape, axis, levels) + levels - 1
         streams.append((symbols.astype(np.int32), _best_decay(symbols, levels)))
     coder = constriction.stream.stack.AnsCoder()
@@ -182,7 +164,6 @@ def decode_codes(
     Raises FormatError for an unknown codec, malformed tensors, a stream that does not
     decode to exactly the layout's codes, or codes outside the precision's range.
     """
-    from neurep.formats._compact import _bits
 
     def fail(problem: str) -> FormatError:
         return FormatError(f"{source}: entropy-coded weights: {problem}")
@@ -221,7 +202,7 @@ def decode_codes(
             codes = symbols - levels + 1 + _centres(params.numpy(), params_at, shape, axis, levels)
             if codes.size and (codes.min() < 0 or codes.max() >= levels):
                 raise fail("a decoded code lies outside the precision's range")
-            pieces.append(_pack(codes, bits) if packed else codes.astype(np.uint8))
+            pieces.append(_pack(codes.astype(np.uint8), bits) if packed else codes.astype(np.uint8))
         if not coder.is_empty():
             raise fail("the stream holds more than the layout's codes")
     except FormatError:
@@ -232,3 +213,19 @@ def decode_codes(
     joined = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint8)
     out[_CODES] = torch.from_numpy(joined.astype(np.uint8))
     return out, plain
+
+
+def recode(
+    stored: Any,
+    qinfo: dict,
+    expected: dict[str, tuple[str, tuple[int, ...]]],
+    codec: str,
+    source: str,
+) -> tuple[Any, dict]:
+    """A version-2 ``(stored, qinfo)`` under ``codec`` (``"ans"`` or ``"raw"``), losslessly;
+    unchanged when it already is."""
+    if has_codec(qinfo) == (codec == "ans"):
+        return stored, qinfo
+    if has_codec(qinfo):
+        return decode_codes(stored, qinfo, expected, source)
+    return encode_codes(stored, qinfo, expected)
