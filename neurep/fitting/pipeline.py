@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import platform
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -116,7 +116,8 @@ def fit_datum(
     record = _fit_record(result, models, seed, device, max_bytes, target_psnr)
     fitted = _Fitted(obj, adapter, signal, models, result, record, target.embedding_precision)
     if max_bytes is None and target_psnr is None and precision.startswith("int"):
-        return coarsen_steps(lambda scales: fitted.stored_at(precision, scales))
+        chosen = coarsen_steps(lambda scales: fitted.stored_at(precision, scales, "psnr"))
+        return fitted.measured(chosen)
     if max_bytes is None:
         return fitted.stored_at(precision)
     return rate.store_within(fitted.stored_at, precision, max_bytes)
@@ -255,9 +256,15 @@ class _Fitted:
         self.float_state = {k: v.clone() for k, v in self.result.decoder.state_dict().items()}
         self.embedding = self.result.embedding.numpy().astype(np.float32)  # (B, E, *s)
 
-    def stored_at(self, precision: str, step_scales: dict[str, float] | None = None) -> NeuralDatum:
+    def stored_at(
+        self,
+        precision: str,
+        step_scales: dict[str, float] | None = None,
+        quality: Literal["full", "psnr"] = "full",
+    ) -> NeuralDatum:
         """A datum whose weights are quantised at ``precision`` (steps scaled by
-        ``step_scales``, :mod:`neurep.fitting.steps`), with its quality measured."""
+        ``step_scales``, :mod:`neurep.fitting.steps`), with its quality measured: every
+        metric, or (``"psnr"``, for candidates of a search) the PSNR alone."""
         decoder = copy.deepcopy(self.result.decoder)  # each stored datum owns its decoder
         decoder.load_state_dict(self.float_state)
         metadata = datum_metadata(
@@ -274,6 +281,13 @@ class _Fitted:
         datum = NeuralDatum(metadata, decoder=decoder, embedding=self.embedding)
         datum.step_scales = step_scales
         datum.freeze_storage()
-        quality = self.adapter.measure(self.obj, datum)
-        datum.metadata = with_quality(datum.metadata, quality)
+        if quality == "psnr":
+            psnr = self.adapter.measure_psnr(self.obj, datum)
+            datum.metadata = with_quality(datum.metadata, {"psnr": psnr})
+            return datum
+        return self.measured(datum)
+
+    def measured(self, datum: NeuralDatum) -> NeuralDatum:
+        """``datum`` with every quality metric of its adapter measured and recorded."""
+        datum.metadata = with_quality(datum.metadata, self.adapter.measure(self.obj, datum))
         return datum

@@ -200,6 +200,14 @@ class ModalityAdapter(abc.ABC):
         ``datum.decode()``; shapes also use the decoded occupancy probabilities."""
         return self.quality(original, datum.decode())
 
+    def measure_psnr(self, original: Any, datum: Any) -> float:
+        """The PSNR (dB) that :meth:`measure` reports, alone: what a search over storage
+        settings compares, without the cost of MS-SSIM and other metrics."""
+        from neurep import metrics
+
+        data_range = self.data_range if self.data_range > 0 else 1.0  # constant datum
+        return metrics.psnr(self.as_array(original), self.as_array(datum.decode()), data_range)
+
     def quality(self, original: Any, decoded: Any) -> dict[str, float | None]:
         """PSNR (dB) and MS-SSIM between the user's object and its decoding.
 

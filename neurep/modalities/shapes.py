@@ -177,6 +177,12 @@ class ShapeAdapter(ModalityAdapter):
         decoded = self.from_signal(signal, kind="points" if self.name == "points" else "mesh")
         return self._metrics(reference_grid, reference_surface, occupancy, decoded)
 
+    def measure_psnr(self, original: Any, datum: Any) -> float:
+        """The occupancy PSNR that :meth:`measure` reports, without the surface metrics."""
+        reference_grid, _ = self._reference(original)
+        occupancy = self._occupancy(datum.decode_signal())
+        return shape_metrics.occupancy_psnr(occupancy, reference_grid)
+
     def quality(self, original: Any, decoded: Any) -> dict[str, Any]:
         """The shape metrics of any decode of this datum (``decode()``, or ``decode(kind=
         ...)``) against ``original``; a mesh or points decode is voxelised in the datum's

@@ -59,3 +59,26 @@ def test_coarsening_keeps_quality_within_budget_and_never_grows_the_file(tmp_pat
     assert datum.save(tmp_path / "chosen.nrep") <= base.save(tmp_path / "base.nrep")
     reloaded = neurep.load(tmp_path / "chosen.nrep")
     assert np.array_equal(reloaded.decode(), datum.decode())
+
+
+def test_candidates_are_measured_by_psnr_alone_and_the_chosen_one_fully(monkeypatch):
+    from neurep.modalities.base import ModalityAdapter
+
+    calls = {"measure": 0, "measure_psnr": 0}
+    for name in calls:
+        original = getattr(ModalityAdapter, name)
+
+        def counting(self, *args, _original=original, _name=name):
+            calls[_name] += 1
+            return _original(self, *args)
+
+        monkeypatch.setattr(ModalityAdapter, name, counting)
+    monkeypatch.setattr(steps, "MIN_WEIGHTS", 0)
+    image = np.random.default_rng(3).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    datum = neurep.fit(image, preset="fast", steps=20, progress=False)
+    assert calls["measure"] == 1 and calls["measure_psnr"] > 1
+    quality = datum.metadata["quality"]
+    assert quality["ms_ssim"] is not None
+    assert quality["psnr"] == pytest.approx(
+        ModalityAdapter.measure_psnr(datum.adapter, image, datum), abs=1e-9
+    )

@@ -136,6 +136,22 @@ class AdapterTests:
             assert math.isfinite(noisy_quality["psnr"])
             assert noisy_quality["psnr"] < adapter.quality(case, decoded)["psnr"]
 
+    def test_measure_psnr_is_the_psnr_that_measure_reports(self, case):
+        adapter, signal = self.adapter_cls.from_object(case)
+        generator = torch.Generator().manual_seed(1)
+        unit = signal.float() / 255 if signal.dtype == torch.uint8 else signal.float()
+        noisy = (unit + 0.1 * torch.randn(signal.shape, generator=generator)).clamp(0, 1)
+
+        class Decoding:  # the two ways a NeuralDatum hands out its decoding
+            def decode_signal(self):
+                return noisy
+
+            def decode(self):
+                return adapter.from_signal(noisy)
+
+        full = adapter.measure(case, Decoding())["psnr"]
+        assert adapter.measure_psnr(case, Decoding()) == pytest.approx(full, rel=1e-12)
+
     def test_invalid_inputs_raise_input_error(self):
         for obj in self.invalid_inputs():
             with pytest.raises(InputError):
