@@ -6,17 +6,16 @@ too, but only collections store it (to embed new items; docs/ARCHITECTURE.md).
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from neurep.fitting.cpu import with_fit_settings
 from neurep.fitting.presets import Plan, Preset
 from neurep.metrics import psnr_from_mse
 from neurep.models import build
@@ -199,28 +198,7 @@ def _embedding_source(
     return (lambda _, items: fixed[items]), []
 
 
-def _flush_subnormals(function: Callable[..., FitResult]) -> Callable[..., FitResult]:
-    """Run ``function`` with subnormal floats flushed to zero on the CPU.
-
-    Fits that drive values towards zero (occupancy logits, S3K's decaying states) otherwise
-    spend most steps in the CPU's slow subnormal arithmetic: a 16³ shape's fast fit took 74 s
-    instead of 5 s, to the same result (RESULTS.md, "Shapes"). The setting is switched off
-    afterwards (PyTorch's default; there is no getter to restore another).
-    """
-
-    @functools.wraps(function)
-    def flushing(*args: Any, **kwargs: Any) -> FitResult:
-        supported = torch.set_flush_denormal(True)
-        try:
-            return function(*args, **kwargs)
-        finally:
-            if supported:
-                torch.set_flush_denormal(False)
-
-    return flushing
-
-
-@_flush_subnormals
+@with_fit_settings
 def fit_signal(
     signal: torch.Tensor,
     plan: Plan,

@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 from tqdm.auto import tqdm
 
+from neurep.fitting.cpu import with_fit_settings
 from neurep.fitting.loop import (
     _CHANNELS_LAST,
     ADAM_BETAS,
     FitResult,
     _Batches,
     _crop,
-    _flush_subnormals,
     _loss,
     _parameter_groups,
     set_learning_rates,
@@ -68,7 +68,7 @@ def _check(signals: Sequence[torch.Tensor], seeds: Sequence[int], plan: Plan) ->
         raise ValueError("stacked fitting trains on all items a step (no batch_items < B)")
 
 
-@_flush_subnormals
+@with_fit_settings
 def fit_signals_stacked(
     signals: Sequence[torch.Tensor],
     plan: Plan,

@@ -273,8 +273,9 @@ class S3KConvNd(nn.Module):
             flat, coefficients[-1], bias[-1], *weights
         )
         kernels = [
-            coefficients[axis] * (b + bias[axis][:, None]) for axis, b in enumerate(leading)
-        ]  # d-1 x (P, N, K_i)
+            (coefficients[axis].t() * (b + bias[axis])).transpose(1, 2)
+            for axis, b in enumerate(leading)
+        ]  # d-1 x (P, N, K_i), views of (P, K_i, N): the layout the contraction reads
         return contract_leading_axes(partial, kernels), averages
 
     # -- forward ----------------------------------------------------------------------------

@@ -10,13 +10,13 @@ one autograd node whose backward accumulates every contribution into a single bu
 Forward, for windows ``x`` viewed per axis (notation of :mod:`neurep.nn.s3k`):
 
 - axis 0 (d >= 2): ``B_0 = x (P*K_1, Z_0) @ W_0``, plus the window average as one extra
-  column (``W_0`` gets a constant ``1/prod(K)`` column), transposed to (P, N, K_1);
+  column (``W_0`` gets a constant ``1/prod(K)`` column), kept as (P, K_1, N);
 - middle axes: ``B_i[p, n, k] = sum_{a, z} x[p, a, k, z] W_i[a, z, n]``;
 - last axis: ``B_d = W_d^T @ x (P, A, K_d)``, ``k_d = coeff * (B_d + bias)`` (P, N, K_d),
   and the first contraction ``partial = x (P, A, K_d) @ k_d^T`` (P, A, N), A = prod(K_1..K_{d-1}).
 
-Returned: the window averages (P,), the raw ``B_i`` of every axis but the last (bias not
-added), and ``partial``. The caller finishes the small remaining contractions with autograd.
+Returned: the window averages (P,), the raw ``B_i`` of every axis but the last as
+(P, K_i, N) (bias not added), and ``partial``. The caller finishes the small remaining contractions with autograd.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class AdaptiveWindowMaps(torch.autograd.Function):
         weights: d tensors, ``weights[i]`` of shape (prod(K)/K_i, N): the adaptive-B maps.
 
     Returns:
-        averages (P,), then d-1 tensors (P, N, K_i) for i < d, then partial (P, A, N), then
+        averages (P,), then d-1 tensors (P, K_i, N) for i < d, then partial (P, A, N), then
         two non-differentiable tensors (P, N, K_d) for backward: the last axis's B (bias
         added) and kernel. A Function can only save what it returns; callers ignore them.
     """
@@ -64,12 +64,12 @@ class AdaptiveWindowMaps(torch.autograd.Function):
             b = torch.mm(flat.reshape(num_windows * length, rest), extended)  # (P*K_1, N+1)
             b = b.reshape(num_windows, length, state + 1)
             averages = b[:, :, state].sum(dim=1)
-            leading.append(b[:, :, :state].transpose(1, 2))  # (P, N, K_1)
+            leading.append(b[:, :, :state])  # (P, K_1, N)
         for axis in range(1, ndim - 1):
             before, length = math.prod(window_shape[:axis]), window_shape[axis]
             grouped = flat.reshape(num_windows, before, length, -1)  # (P, A, K, Z)
             weight = weights[axis].reshape(before, -1, state)  # (A, Z, N)
-            leading.append(torch.einsum("pakz,azn->pnk", grouped, weight))
+            leading.append(torch.einsum("pakz,azn->pkn", grouped, weight))
         length = window_shape[-1]
         grouped = flat.reshape(num_windows, -1, length)  # (P, A, K_d)
         b_last = torch.matmul(weights[-1].t(), grouped) + bias_last[:, None]  # (P, N, K_d)
@@ -83,6 +83,8 @@ class AdaptiveWindowMaps(torch.autograd.Function):
         b_last, kernel = output[-2], output[-1]
         ctx.save_for_backward(flat, coeff_last, b_last, kernel, *weights)
         ctx.mark_non_differentiable(b_last, kernel)
+        # Unused outputs get None, not window-sized zero tensors filled every step.
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, grad_averages, *grads):
@@ -116,28 +118,21 @@ class AdaptiveWindowMaps(torch.autograd.Function):
             before, length = math.prod(window_shape[:axis]), window_shape[axis]
             grouped = flat.reshape(num_windows, before, length, -1)  # (P, A, K, Z)
             weight = weights[axis].reshape(before, -1, state)  # (A, Z, N)
-            grad_x.add_(torch.einsum("pnk,azn->pakz", grad_b, weight).reshape(flat.shape))
-            grad_weights[axis] = torch.einsum("pakz,pnk->azn", grouped, grad_b).reshape(
+            grad_x.add_(torch.einsum("pkn,azn->pakz", grad_b, weight).reshape(flat.shape))
+            grad_weights[axis] = torch.einsum("pakz,pkn->azn", grouped, grad_b).reshape(
                 weights[axis].shape
             )
 
-        if ndim == 1:
-            if grad_averages is not None:
-                grad_x.add_(grad_averages[:, None] / size)
-        else:
+        if grad_averages is not None:  # every sample of a window counts 1/size to its average
+            grad_x.view(num_windows, size).add_(grad_averages[:, None] / size)
+        if ndim > 1:
             length = window_shape[0]
-            rest = size // length
+            rows = flat.reshape(num_windows * length, size // length)  # (P*K_1, Z_0)
             grad_b0 = grad_leading[0]
             if grad_b0 is None:
-                grad_b0 = flat.new_zeros(num_windows, state, length)
-            if grad_averages is None:
-                grad_averages = flat.new_zeros(num_windows)
-            # (P, K_1, N+1): the B_0 gradient and, as its last column, the average's.
-            grad_columns = torch.cat(
-                [grad_b0.transpose(1, 2), grad_averages[:, None, None].expand(-1, length, 1)], 2
-            ).reshape(num_windows * length, state + 1)
-            extended = _with_mean_column(weights[0], size)  # (Z_0, N+1)
-            rows = flat.reshape(num_windows * length, rest)  # (P*K_1, Z_0)
-            grad_x.view(num_windows * length, rest).addmm_(grad_columns, extended.t())
-            grad_weights[0] = torch.mm(rows.t(), grad_columns[:, :state])  # (Z_0, N)
+                grad_weights[0] = torch.zeros_like(weights[0])
+            else:
+                grad_b0 = grad_b0.reshape(num_windows * length, state)  # (P*K_1, N)
+                grad_x.view(num_windows * length, -1).addmm_(grad_b0, weights[0].t())
+                grad_weights[0] = torch.mm(rows.t(), grad_b0)  # (Z_0, N)
         return (grad_x, grad_coeff, grad_bias, *grad_weights)
