@@ -187,10 +187,15 @@ def _embedding_source(
 ) -> tuple[Callable[[torch.Tensor, torch.Tensor | slice], torch.Tensor], list]:
     """What produces a batch's embedding each step, and the encoder parameters to optimise.
 
-    Trained: the encoder itself. Frozen: its output at initialisation, computed once for
-    every item (a batch at a time) and indexed.
+    Trained: the encoder itself (from its prepared input, computed once, when every step
+    sees the whole signal). Frozen: its output at initialisation, computed once for every
+    item (a batch at a time) and indexed.
     """
     if train:
+        if batches.whole:  # one input every step: its pyramid (or other prepared form) once
+            with torch.no_grad():
+                prepared = encoder.prepare(batches.load(slice(None))[1])
+            return (lambda _, __: encoder.from_prepared(prepared)), list(encoder.parameters())
         return (lambda padded, _: encoder(padded)), list(encoder.parameters())
     encoder.requires_grad_(False)
     with torch.no_grad():

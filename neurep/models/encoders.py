@@ -192,9 +192,16 @@ class LPNetEncoder(ConfigurableModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, *S) -> (B, widths[-1], *S/prod(strides))."""
+        return self.from_prepared(self.prepare(x))
+
+    def prepare(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The parameter-free part of :meth:`forward`: (B, C, *S) -> the pyramid levels it
+        projects, (B, C, *S/2^j) each. A fit whose input never changes computes it once."""
         levels = laplacian_pyramid(x, len(self.projections))
-        if self.level_norm:
-            levels = normalise_levels(levels)
+        return normalise_levels(levels) if self.level_norm else levels
+
+    def from_prepared(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """The rest of :meth:`forward`: :meth:`prepare`'s levels -> (B, E, *s)."""
         features = None
         for j, (project, stage, level) in enumerate(
             zip(self.projections, self.stages, levels, strict=True)
@@ -237,6 +244,14 @@ class ConvNeXtEncoder(ConfigurableModule):
         self.stages = nn.ModuleList(_stage(width, ndim, blocks_per_stage) for width in widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.from_prepared(self.prepare(x))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Nothing to precompute: the input itself (see :meth:`LPNetEncoder.prepare`)."""
+        return x
+
+    def from_prepared(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, *S) -> (B, widths[-1], *S/prod(strides))."""
         for down, stage in zip(self.downs, self.stages, strict=True):
             x = stage(down(x))
         return standardise_embedding(x, self.embedding_scale, self.per_item_norm)

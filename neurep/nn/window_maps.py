@@ -16,7 +16,8 @@ Forward, for windows ``x`` viewed per axis (notation of :mod:`neurep.nn.s3k`):
   and the first contraction ``partial = x (P, A, K_d) @ k_d^T`` (P, A, N), A = prod(K_1..K_{d-1}).
 
 Returned: the window averages (P,), the raw ``B_i`` of every axis but the last as
-(P, K_i, N) (bias not added), and ``partial``. The caller finishes the small remaining contractions with autograd.
+(P, K_i, N) (bias not added), and ``partial``. The caller finishes the small remaining
+contractions with autograd.
 """
 
 from __future__ import annotations

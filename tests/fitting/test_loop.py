@@ -125,3 +125,32 @@ def test_encoder_lr_scale_sets_the_encoder_rate_at_every_step(monkeypatch) -> No
     for encoder_rate, decoder_rate in rates:
         assert encoder_rate == pytest.approx(0.25 * decoder_rate, rel=1e-12)
     assert max(decoder_rates) <= models.preset.learning_rate
+
+
+def test_a_whole_signal_fit_builds_its_pyramid_once_and_fits_as_if_rebuilt(monkeypatch) -> None:
+    """Every step sees the same input, so the encoder's pyramid is computed once; the fit is
+    the one that runs the encoder's whole forward every step."""
+    from neurep.fitting import fit_signal, get_preset, loop, plan
+    from neurep.models import encoders
+
+    preset = get_preset("fast").with_overrides(steps=4)
+    torch.manual_seed(1)
+    signal = torch.rand(1, 3, 32, 48)
+    models = plan(preset, 3, (32, 48))
+    calls = []
+    pyramid = encoders.laplacian_pyramid
+    monkeypatch.setattr(
+        encoders, "laplacian_pyramid", lambda *a, **k: calls.append(1) or pyramid(*a, **k)
+    )
+    cached = fit_signal(signal, models, steps=4, seed=3, progress=False)
+    assert len(calls) == 1  # the steps and the final embedding share it
+
+    def every_step(encoder, batches, train):
+        return (lambda padded, _: encoder(padded)), list(encoder.parameters())
+
+    monkeypatch.setattr(loop, "_embedding_source", every_step)
+    calls.clear()
+    rebuilt = fit_signal(signal, models, steps=4, seed=3, progress=False)
+    assert len(calls) == 4 + 1
+    torch.testing.assert_close(cached.embedding, rebuilt.embedding)
+    assert cached.history == pytest.approx(rebuilt.history, abs=1e-6)

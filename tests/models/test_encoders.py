@@ -243,3 +243,23 @@ def test_lpnet_hidden_channels_widen_every_s3k_input_map() -> None:
     assert per_stage(torch.rand(2, 3, 16, 24)).shape == (2, 4, 2, 3)
     with pytest.raises(ValueError, match="hidden_channels must be >= 1"):
         build({"name": "lpnet", "configuration": {**config, "hidden_channels": 0}})
+
+
+@pytest.mark.parametrize("name,extra", ENCODERS, ids=ENCODER_IDS)
+def test_forward_is_from_prepared_of_prepare_in_values_and_gradients(name, extra) -> None:
+    torch.manual_seed(0)
+    configuration = {"ndim": 2, "in_channels": 2, "strides": [4, 2], "widths": [8, 6]}
+    encoder = build({"name": name, "configuration": {**configuration, **extra}})
+    x = torch.rand(2, 2, 16, 24)
+    direct = encoder(x)
+    direct_grads = torch.autograd.grad(direct.square().sum(), list(encoder.parameters()))
+    with torch.no_grad():  # prepare holds no parameters: nothing to differentiate
+        prepared = encoder.prepare(x)
+    split = encoder.from_prepared(prepared)
+    split_grads = torch.autograd.grad(split.square().sum(), list(encoder.parameters()))
+    torch.testing.assert_close(split, direct)
+    for mine, theirs in zip(split_grads, direct_grads, strict=True):
+        torch.testing.assert_close(mine, theirs)
+    assert not any(
+        p.requires_grad for p in (prepared if isinstance(prepared, list) else [prepared])
+    )
