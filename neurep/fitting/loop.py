@@ -82,16 +82,29 @@ def set_learning_rates(
         group["lr"] = scheduled * group["lr_scale"]
 
 
-def _parameter_groups(
-    encoder: list[torch.nn.Parameter], decoder: list[torch.nn.Parameter], preset: Preset
-) -> list[dict]:
-    """Adam's groups: the encoder's at ``preset.encoder_lr_scale`` times the rate, the
-    decoder's at the rate itself (each group's ``lr_scale``; an empty group is left out)."""
+def make_optimiser(
+    encoder: list[torch.nn.Parameter],
+    decoder: list[torch.nn.Parameter],
+    preset: Preset,
+    fused: bool = True,
+) -> torch.optim.Adam:
+    """Adam over two groups: the encoder's at ``preset.encoder_lr_scale`` times the rate, the
+    decoder's at the rate itself (each group's ``lr_scale``; an empty group is left out).
+
+    ``fused``: one kernel per step instead of a few per parameter (2.2 ms less of a ~90 ms
+    default Kodak step on 2 cores). Its rounding depends on where a value sits in the
+    tensor, so stacked fits, whose slots must not depend on their position, pass False.
+    """
     groups = [
         {"params": encoder, "lr_scale": preset.encoder_lr_scale},
         {"params": decoder, "lr_scale": 1.0},
     ]
-    return [group for group in groups if group["params"]]
+    return torch.optim.Adam(
+        [group for group in groups if group["params"]],
+        lr=preset.learning_rate,
+        betas=ADAM_BETAS,
+        fused=fused,
+    )
 
 
 def as_unit(signal: torch.Tensor) -> torch.Tensor:
@@ -253,11 +266,7 @@ def fit_signal(
         encoder.to(memory_format=layout)
         decoder.to(memory_format=layout)
     embed, encoder_parameters = _embedding_source(encoder, batches, plan.preset.train_encoder)
-    optimiser = torch.optim.Adam(
-        _parameter_groups(encoder_parameters, list(decoder.parameters()), plan.preset),
-        lr=plan.preset.learning_rate,
-        betas=ADAM_BETAS,
-    )
+    optimiser = make_optimiser(encoder_parameters, list(decoder.parameters()), plan.preset)
     history: list[float] = []
     started = time.perf_counter()
     unit = "step" if batches.whole else "batch"

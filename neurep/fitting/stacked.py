@@ -32,12 +32,11 @@ from tqdm.auto import tqdm
 from neurep.fitting.cpu import with_fit_settings
 from neurep.fitting.loop import (
     _CHANNELS_LAST,
-    ADAM_BETAS,
     FitResult,
     _Batches,
     _crop,
     _loss,
-    _parameter_groups,
+    make_optimiser,
     set_learning_rates,
     start_from_mean,
 )
@@ -154,12 +153,8 @@ def fit_signals_stacked(
     else:
         step_all = torch.vmap(two)
         arguments = ((decoder_params, decoder_buffers),)
-    optimiser = torch.optim.Adam(
-        _parameter_groups(
-            list(encoder_params.values()), list(decoder_params.values()), plan.preset
-        ),
-        lr=plan.preset.learning_rate,
-        betas=ADAM_BETAS,
+    optimiser = make_optimiser(  # not fused: a slot's fit must not depend on its position
+        list(encoder_params.values()), list(decoder_params.values()), plan.preset, fused=False
     )
     histories: list[list[float]] = [[] for _ in range(count)]
     bar = tqdm(total=steps, desc=description, disable=not progress, leave=False, unit="step")
