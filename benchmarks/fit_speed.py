@@ -10,8 +10,9 @@ Parts (``--parts``, comma-separated):
   builds it (window 32, 8 states) and as the default builds it (window 8, 16 states, state
   norm, LPNet's chunk size), against ``nn.Conv2d`` with the same window and stride; forward
   plus backward with the input requiring a gradient and not (a first stage reads the image
-  pyramid, which needs none). Repetitions interleaved, medians; peak memory from the
-  profiler's allocation events. Both run under the settings fits use
+  pyramid, which needs none); S3K with LPNet's chunk size and with small chunks
+  (``chunk_elements=2^16``: bounded memory, more passes). Repetitions interleaved, medians;
+  peak memory from the profiler's allocation events. All run under the settings fits use
   (:func:`neurep.fitting.cpu.fit_settings`).
 - ``fits``: kodim01-08 (``--images``) fitted with the default preset, LPNet-Conv at the same
   settings, the ``paper`` preset and LPNet-Conv's paper preset, interleaved image by image,
@@ -57,6 +58,8 @@ CONFIGURATIONS = {
 }
 
 #: name -> S3K settings of the first stage, as LPNetEncoder builds it for a 768x512 image.
+#: S3K's chunk size for the memory-bounded variant (LPNet's own makes a Kodak level one chunk).
+SMALL_CHUNKS = 1 << 16
 LAYER_CASES = {
     "paper_first_stage": {"window": 32, "state_size": 8, "state_norm": False},
     "default_first_stage": {"window": 8, "state_size": 16, "state_norm": True},
@@ -130,14 +133,17 @@ def _layer_pair(case: dict) -> dict[str, nn.Module]:
     window = case["window"]
     return {
         "conv": nn.Conv2d(3, 64, window, stride=window),
-        "s3k": S3KConv2d(
-            3,
-            64,
-            window,
-            state_size=case["state_size"],
-            state_norm=case["state_norm"],
-            chunk_elements=S3K_CHUNK_ELEMENTS,
-        ),
+        **{
+            name: S3KConv2d(
+                3,
+                64,
+                window,
+                state_size=case["state_size"],
+                state_norm=case["state_norm"],
+                chunk_elements=chunk,
+            )
+            for name, chunk in (("s3k", S3K_CHUNK_ELEMENTS), ("s3k_small_chunks", SMALL_CHUNKS))
+        },
     }
 
 
@@ -173,12 +179,13 @@ def bench_layer(repeats: int) -> dict:
                 }
                 median = {key: statistics.median(values) for key, values in times.items()}
                 modes["input_requires_grad" if input_grad else "input_no_grad"] = {
-                    "conv_ms": round(median["conv"], 3),
-                    "s3k_ms": round(median["s3k"], 3),
-                    "time_ratio": round(median["s3k"] / median["conv"], 2),
-                    "conv_peak_bytes": peaks["conv"],
-                    "s3k_peak_bytes": peaks["s3k"],
-                    "peak_ratio": round(peaks["s3k"] / max(peaks["conv"], 1), 2),
+                    key: {
+                        "median_ms": round(median[key], 3),
+                        "peak_bytes": peaks[key],
+                        "time_ratio": round(median[key] / median["conv"], 2),
+                        "peak_ratio": round(peaks[key] / max(peaks["conv"], 1), 2),
+                    }
+                    for key in layers
                 }
             results[name] = {**case, "input_shape": [1, 3, 512, 768], "modes": modes}
             print(json.dumps({name: modes}), flush=True)
