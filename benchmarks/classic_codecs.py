@@ -1,6 +1,12 @@
-"""Pillow JPEG and WebP at matched bytes: the classic-codec half of the rate-distortion benchmark.
+"""Pillow JPEG, WebP and AVIF at matched bytes: the classic-codec half of the rate-distortion
+benchmark.
 
     python benchmarks/classic_codecs.py --bpp 0.1,0.25,0.5,1,2,4 > results.json
+    python benchmarks/classic_codecs.py --codecs jpeg,avif --images 2
+
+AVIF (quality 0-100, Pillow's default speed 6 and 4:2:0) needs a Pillow built with it
+(``PIL.features.check("avif")``, Pillow >= 11.2); by default it is used only where it is there,
+and asking for it explicitly elsewhere stops with a message saying so.
 
 For each image and target size, :func:`encode_at_bytes` finds by binary search the largest
 quality setting whose output fits the target bytes (real encoded file bytes, headers included),
@@ -17,15 +23,14 @@ import io
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import PIL
-import torch
 from PIL import Image, features
-from pytorch_msssim import ms_ssim
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "kodak"
@@ -46,7 +51,21 @@ class Codec(NamedTuple):
 CODECS = {
     "jpeg": Codec("JPEG", "JPEG (Pillow)", 1, 100, "jpg"),
     "webp": Codec("WEBP", "WebP (Pillow)", 0, 100, "webp"),
+    "avif": Codec("AVIF", "AVIF (Pillow)", 0, 100, "avif"),  # Pillow >= 11.2 built with libavif
 }
+
+
+def available(codec: str) -> bool:
+    """Whether the installed Pillow can write ``codec`` (an older Pillow not knowing the feature
+    name counts as not available)."""
+    with warnings.catch_warnings():  # "Unknown feature 'avif'" on Pillow < 11.2
+        warnings.simplefilter("ignore")
+        return bool(features.check(CODECS[codec].feature))
+
+
+def default_codecs() -> list[str]:
+    """The names in :data:`CODECS` this Pillow can write, in table order."""
+    return [c for c in CODECS if available(c)]
 
 
 class Encoded(NamedTuple):
@@ -118,6 +137,8 @@ def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
 
 def ms_ssim_uint8(a: np.ndarray, b: np.ndarray) -> float:
     """MS-SSIM (pytorch-msssim, data_range 255) of two (H, W, 3) uint8 images."""
+    import torch  # here, so that importing this module stays light
+    from pytorch_msssim import ms_ssim
 
     def nchw(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(x, dtype=np.float32)).permute(2, 0, 1)[None]
@@ -178,12 +199,25 @@ def summarise(name: str, description: str, target_bpp: Sequence[float], rows: di
 
 
 def describe(codec: str) -> str:
+    """One line naming the library versions and how the quality was chosen."""
     spec = CODECS[codec]
-    lib = features.version(spec.feature) or "unknown"
+    lib = f"{spec.feature} {features.version(spec.feature) or 'unknown'}"
+    if codec == "avif":
+        lib += _avif_codecs()
     return (
-        f"Pillow {PIL.__version__} ({spec.feature} {lib}), default settings, quality chosen per "
+        f"Pillow {PIL.__version__} ({lib}), default settings, quality chosen per "
         "image as the largest whose file fits the target bytes; bpp from real encoded bytes"
     )
+
+
+def _avif_codecs() -> str:
+    """``"; <libavif's AV1 encoder/decoder versions>"`` or "" where Pillow does not say."""
+    try:
+        from PIL import _avif
+
+        return f"; {_avif.codec_versions()}"
+    except (ImportError, AttributeError):
+        return ""
 
 
 def run(paths: Sequence[Path], codecs: Sequence[str], target_bpp: Sequence[float]) -> list[dict]:
@@ -202,10 +236,19 @@ def parse_floats(text: str) -> list[float]:
 
 
 def parse_codecs(text: str, allowed: Sequence[str]) -> list[str]:
+    """Comma-separated names -> list; SystemExit on an unknown name or a Pillow codec that this
+    Pillow cannot write (AVIF before Pillow 11.2 or without libavif)."""
     names = [v.strip().lower() for v in text.split(",") if v.strip()]
     bad = [n for n in names if n not in allowed]
     if bad:
         raise SystemExit(f"unknown codec(s) {bad}; choose from {', '.join(allowed)}")
+    missing = [n for n in names if n in CODECS and not available(n)]
+    if missing:
+        raise SystemExit(
+            f"Pillow {PIL.__version__} cannot write {missing} (PIL.features.check"
+            f"({CODECS[missing[0]].feature!r}) is False); AVIF needs Pillow >= 11.2 built with "
+            "libavif. Leave it out of --codecs."
+        )
     return names
 
 
@@ -214,7 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder of .png images")
     ap.add_argument("--images", type=int, default=None, help="use only the first N images")
     ap.add_argument("--bpp", default=",".join(map(str, DEFAULT_BPP)), help="comma-separated")
-    ap.add_argument("--codecs", default="jpeg,webp", help="comma-separated: jpeg, webp")
+    ap.add_argument(
+        "--codecs",
+        default=",".join(default_codecs()),
+        help="comma-separated: jpeg, webp, avif (default: those this Pillow can write)",
+    )
     ap.add_argument("--out", default=None, help="also write the JSON to this file")
     ap.add_argument("--png", default=None, help="also plot the curves over the anchors here")
     ap.add_argument("--anchors", default=str(DEFAULT_ANCHORS), help="published curves JSON")
