@@ -349,10 +349,12 @@ class S3KConvNd(nn.Module):
     def _forward_windows(self, x: torch.Tensor) -> torch.Tensor:
         """The layer on an already padded input: (B, C_in, *S) -> (B, C_out, *O)."""
         batch = x.shape[0]
-        projected = self.in_proj(x)  # (B, C, *S)
-        windows = self.extract_windows(projected)  # (B, C, *O, *K)
+        # Windows first, then the 1x1 input map (the two commute): the copy that puts the
+        # samples in window order is of the C_in raw channels, not the C projected ones.
+        windows = self.extract_windows(x)  # (B, C_in, *O, *K), a view
         out_shape = windows.shape[2 : 2 + self.ndim]
-        flat = windows.reshape(-1, *self.kernel_size)  # (P, *K), P = B*C*prod(O)
+        ordered = windows.reshape(batch, self.in_channels, -1)  # (B, C_in, prod(O) * prod(K))
+        flat = self.in_proj(ordered).reshape(-1, *self.kernel_size)  # (P, *K), P = B*C*prod(O)
         if self.adaptive_b and self.implementation == "fast":
             states, averages = self._fused_states(flat)  # (P, N), (P,)
         else:
