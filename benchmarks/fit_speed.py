@@ -18,7 +18,8 @@ Parts (``--parts``, comma-separated):
   settings, the ``paper`` preset and LPNet-Conv's paper preset, interleaved image by image,
   each in a fresh subprocess; fit wall time and PSNR of the decoded file. With
   ``--baseline-tree DIR`` (a checkout of an older commit) every fit is also run with that
-  code, right after the same fit with this one, so both see the same machine.
+  code, right after the same fit with this one, so both see the same machine
+  (``--baseline-images N``: on the first N images only).
 - ``profile``: ``fit_signal`` of the default preset on kodim01 for ``--profile-steps`` steps
   under ``torch.profiler``: the ops with the most self CPU time (run it with an older
   tree's code through ``--baseline-tree`` for the "before").
@@ -124,6 +125,14 @@ def _in_subprocess(runner: str, args: list[str], tree: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _commit(tree: Path) -> str | None:
+    """The checked-out commit of ``tree`` (None outside git)."""
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or None
+
+
 # -- layer ------------------------------------------------------------------------------------
 def _layer_pair(case: dict) -> dict[str, nn.Module]:
     from neurep.models.encoders import S3K_CHUNK_ELEMENTS
@@ -218,10 +227,21 @@ def summarise_fits(rows: list[dict]) -> dict:
     return summary
 
 
-def bench_fits(report: dict, images: list[Path], seed: int, baseline: Path | None, out: Path):
-    codes = {"this": REPO, **({"baseline": baseline} if baseline else {})}
+def bench_fits(
+    report: dict,
+    images: list[Path],
+    seed: int,
+    baseline: Path | None,
+    baseline_images: int,
+    out: Path,
+) -> None:
+    """Every configuration on every image, this code and (on the first ``baseline_images``
+    images) the baseline tree's right after it; rows and summary written after each fit."""
     rows = report["fits"]["rows"]
-    for image in images:
+    for index, image in enumerate(images):
+        codes = {"this": REPO}
+        if baseline and index < baseline_images:
+            codes["baseline"] = baseline
         for name, preset in CONFIGURATIONS.items():
             for code, tree in codes.items():
                 measured = _in_subprocess(_FIT_RUNNER, [str(image), preset, str(seed)], tree)
@@ -241,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=15, help="layer timings per variant")
     parser.add_argument("--profile-steps", type=int, default=20)
     parser.add_argument("--baseline-tree", type=Path, default=None)
+    parser.add_argument(
+        "--baseline-images", type=int, default=None, help="fit the baseline on the first N only"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "fit_speed.json")
     args = parser.parse_args(argv)
     parts = {p.strip() for p in args.parts.split(",")}
@@ -254,7 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     baseline = args.baseline_tree.resolve() if args.baseline_tree else None
     report: dict = {
         "benchmark": "fit_speed",
-        "machine": machine_facts(seed=args.seed, baseline_tree=str(baseline) if baseline else None),
+        "machine": machine_facts(
+            seed=args.seed,
+            commit=_commit(REPO),
+            baseline_tree=str(baseline) if baseline else None,
+            baseline_commit=_commit(baseline) if baseline else None,
+        ),
         "targets": {
             "layer_time_ratio": TIME_TARGET,
             "layer_peak_ratio": MEMORY_TARGET,
@@ -274,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(report, indent=2))
     if "fits" in parts:
         report["fits"] = {"rows": [], "summary": {}}
-        bench_fits(report, images, args.seed, baseline, args.out)
+        baseline_images = len(images) if args.baseline_images is None else args.baseline_images
+        bench_fits(report, images, args.seed, baseline, baseline_images, args.out)
     print(json.dumps({k: v for k, v in report.items() if k != "fits"}, indent=2))
     if "fits" in report:
         print(json.dumps(report["fits"]["summary"], indent=2))
