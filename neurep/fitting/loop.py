@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from neurep.fitting.cpu import with_fit_settings
 from neurep.fitting.presets import Plan, Preset
+from neurep.fitting.qat import FakeQuantiser, quantisation_aware_steps
 from neurep.metrics import psnr_from_mse
 from neurep.models import build
 from neurep.models.registry import ConfigurableModule
@@ -216,6 +217,16 @@ def _embedding_source(
     return (lambda _, items: fixed[items]), []
 
 
+def _decode(
+    decoder: torch.nn.Module, embedding: torch.Tensor, quantiser: FakeQuantiser | None
+) -> torch.Tensor:
+    """The decoder's output, through rounded weights once ``quantiser`` is set."""
+    if quantiser is None:
+        return decoder(embedding)
+    weights = quantiser(dict(decoder.named_parameters()))
+    return torch.func.functional_call(decoder, weights, (embedding,))
+
+
 @with_fit_settings
 def fit_signal(
     signal: torch.Tensor,
@@ -229,6 +240,7 @@ def fit_signal(
     device: str | torch.device | None = None,
     description: str = "fitting",
     item_label: str = "items",
+    quantise_as: str | None = None,
 ) -> FitResult:
     """Overfit ``plan``'s encoder and decoder to ``signal`` (or the decoder alone, to the
     encoder's initial embedding, when ``plan.preset.train_encoder`` is False).
@@ -248,6 +260,8 @@ def fit_signal(
         progress: show a tqdm bar with the running PSNR (and epoch and items/s if batched).
         device: where to fit (default: CUDA when available, else CPU).
         item_label: what the bar calls an item ("frames" for video).
+        quantise_as: the precision the decoder will be stored at: an integer precision makes
+            the last steps train through its rounding (:mod:`neurep.fitting.qat`).
 
     Returns:
         A :class:`FitResult` whose decoder is on the CPU, in eval mode.
@@ -272,11 +286,15 @@ def fit_signal(
     unit = "step" if batches.whole else "batch"
     bar = tqdm(total=steps, desc=description, disable=not progress, leave=False, unit=unit)
     step, epoch_mse = 0, []
+    quantised_from = steps - quantisation_aware_steps(steps, quantise_as)
+    quantiser: FakeQuantiser | None = None
     schedule = (part for epoch in range(steps) for part in batches.epoch())
     for step, items in zip(range(steps), schedule, strict=False):
         set_learning_rates(optimiser, step, steps, plan.preset)
         target, padded = batches.load(items)
-        recon = _crop(decoder(embed(padded, items)), spatial)
+        if quantiser is None and step >= quantised_from:
+            quantiser = FakeQuantiser.for_decoder(decoder, quantise_as)
+        recon = _crop(_decode(decoder, embed(padded, items), quantiser), spatial)
         objective = _loss(recon, target, loss)
         optimiser.zero_grad(set_to_none=True)
         objective.backward()
@@ -308,6 +326,8 @@ def fit_signal(
         if target_psnr is not None and reached is not None and reached >= target_psnr:
             break
     bar.close()
+    if quantiser is not None:
+        quantiser.snap_(decoder)
     encoder.eval()
     decoder.eval()
     with torch.no_grad():

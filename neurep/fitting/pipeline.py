@@ -112,6 +112,7 @@ def fit_datum(
         device=device,
         description=f"neurep fit ({adapter.name}, {models.preset.name})",
         item_label=adapter.item_label,
+        quantise_as=precision if max_bytes is not None else None,
     )
     record = _fit_record(result, models, seed, device, max_bytes, target_psnr)
     fitted = _Fitted(obj, adapter, signal, models, result, record, target.embedding_precision)

@@ -1,12 +1,16 @@
 """Rate control: the decoder's width and precision that keep the file within a byte budget.
 
-The size that counts is the written ``.nrep`` file. Before fitting, each candidate (a width
-scale of the preset's decoder and a weight precision) is sized exactly by writing a dry-run
+The size that counts is the written ``.nrep`` file. Before fitting, candidates (a width
+scale of the preset's decoder and a weight precision) are sized exactly by writing a dry-run
 file with the candidate's real shapes and metadata (weights are untrained, but quantised
-sizes depend only on shapes). The largest candidate that fits, with a small margin for the
-parts that depend on the fitted values (JSON number lengths, the embedding's zstd chunk), is
-fitted; afterwards :func:`store_within` checks the real file and, if it is still over, lowers
-the precision of the fitted weights until it fits (no refit needed).
+sizes depend on little more than shapes). Precisions are tried in order of preference
+(:data:`PRECISION_LADDER`: int8 only at the preset's full width, then int6, int5, int4) and
+the first with any width that fits is fitted at its widest such width, found by bisection
+on a fine ladder of scales (:data:`WIDTH_SCALES`), with a small margin for the parts that
+depend on the fitted values (JSON number lengths, the embedding's zstd chunk). The fit's last
+steps train through that precision's rounding (:mod:`neurep.fitting.qat`); afterwards
+:func:`store_within` checks the real file and, if it is still over, lowers the precision of
+the fitted weights until it fits (no refit needed).
 """
 
 from __future__ import annotations
@@ -37,11 +41,16 @@ __all__ = [
     "store_within",
 ]
 
-#: Weight precisions tried for a budget, best quality per byte first (HNeRV habit: 8 bits).
+#: Weight precisions tried for a budget, in order of preference. With quantisation-aware final
+#: steps, int6 at a wider decoder beat int8 at a narrower one and int4/int5 at a wider one, at
+#: the same bytes (RESULTS.md, "Rate"); int8 is kept for budgets the full width fits at 8 bits.
 PRECISION_LADDER = ("int8", "int6", "int5", "int4")
-#: Width multipliers of the preset's decoder, largest first. Never wider than the preset: a
-#: wider decoder at fewer bits trained worse in the same steps (RESULTS.md, "Rate").
-WIDTH_SCALES = (1.0, 0.75, 0.5, 0.375, 0.25, 0.125)
+#: Width multipliers of the preset's decoder, largest first: 1 down to 1/8 in steps of
+#: 8^(1/64) (about 7% more parameters a step), so a budget's bytes are nearly all spent.
+#: Never wider than the preset: a wider decoder at fewer bits trained worse in the same steps.
+WIDTH_SCALES = tuple(round(8 ** (-i / 64), 4) for i in range(65))
+#: Precisions that are only worth their bits at the preset's full width.
+FULL_WIDTH_ONLY = ("int8",)
 #: Bytes kept free for what depends on fitted values (JSON numbers, compressed chunks).
 SIZE_MARGIN = 256
 
@@ -103,43 +112,85 @@ def choose_for_budget(
     precisions: tuple[str, ...] = PRECISION_LADDER,
     embedding_precision: str | None = None,
 ) -> Candidate:
-    """The largest (embedding width, decoder width, precision) whose dry-run file is at most
+    """The preferred (precision, embedding width, decoder width) whose dry-run file is at most
     ``max_bytes - margin``.
 
-    Candidates are ranked by their payload, weight bits (parameters x bits) plus embedding
-    bits, so a wider decoder at fewer bits wins over a narrow one at more bits when it fits;
-    narrower embeddings are candidates only where the preset lists them. ``preset`` is already
-    specialised to the datum's profile; ``signal`` is (B, C, *S); ``embedding_precision``
-    is the one the datum will be stored at (None: the default for each weight precision).
+    Precisions are tried in the order given (the default ladder: see the module docstring;
+    int8 only at full width when other precisions are offered); the first that fits at any
+    width wins, at its widest fitting width. Where the preset lists narrower embeddings
+    (video), each is a candidate and the one with the largest payload (weight plus embedding
+    bits) wins. ``preset`` is already specialised to the datum's profile; ``signal`` is
+    (B, C, *S); ``embedding_precision`` is the one the datum will be stored at (None: the
+    default for each weight precision).
 
     Raises:
         InputError: not even the smallest candidate fits; the message gives its size.
     """
     limit = max_bytes - min(SIZE_MARGIN, max_bytes // 20)
-    items, channels, spatial = signal.shape[0], signal.shape[1], tuple(signal.shape[2:])
-    candidates = [
-        (scale, scaled, plan(scaled, channels, spatial, items=items), precision)
-        for embedding in _embedding_choices(preset)
-        for scale in WIDTH_SCALES
-        for scaled in (scaled_preset(embedding, scale),)
-        for precision in precisions
-    ]
-    # largest payload first (weights, then embedding, bits); the first that fits wins
-    candidates.sort(key=lambda c: -_payload_bits(c[2], c[3], items))
-    smallest = None
+    items = signal.shape[0]
+    smallest: list[int] = []
     with tempfile.TemporaryDirectory() as workdir:
-        for scale, scaled, models, precision in candidates:
-            size = _dry_run_size(
-                adapter, signal, models, precision, Path(workdir) / "dry.nrep", embedding_precision
-            )
-            smallest = size if smallest is None else min(smallest, size)
-            if size <= limit:
-                return Candidate(scaled, models, precision, scale, size)
+        path = Path(workdir) / "dry.nrep"
+
+        def size_of(scaled: Preset, precision: str) -> tuple[Plan, int]:
+            models = plan(scaled, signal.shape[1], tuple(signal.shape[2:]), items=items)
+            size = _dry_run_size(adapter, signal, models, precision, path, embedding_precision)
+            return models, size
+
+        for precision in precisions:
+            scales = _scales_for(precision, precisions)
+            found = []
+            for embedding in _embedding_choices(preset):
+                widest = _widest_within(embedding, precision, scales, limit, size_of, smallest)
+                if widest is not None:
+                    found.append(widest)
+            if found:
+                return max(found, key=lambda c: _payload_bits(c.plan, c.precision, items))
     raise InputError(
         f"a budget of {max_bytes} bytes is too small: the smallest neural datum for this input "
-        f"needs about {smallest + SIZE_MARGIN} bytes (decoder width x{WIDTH_SCALES[-1]}, "
+        f"needs about {min(smallest) + SIZE_MARGIN} bytes (decoder width x{WIDTH_SCALES[-1]}, "
         f"{precisions[-1]} weights)"
     )
+
+
+def _scales_for(precision: str, precisions: tuple[str, ...]) -> tuple[float, ...]:
+    """The width scales a budget may fit ``precision`` at: only the full width for the
+    precisions kept for it, unless nothing else is offered."""
+    if precision in FULL_WIDTH_ONLY and any(p not in FULL_WIDTH_ONLY for p in precisions):
+        return WIDTH_SCALES[:1]
+    return WIDTH_SCALES
+
+
+def _widest_within(
+    preset: Preset,
+    precision: str,
+    scales: tuple[float, ...],
+    limit: int,
+    size_of: Callable[[Preset, str], tuple[Plan, int]],
+    smallest: list[int],
+) -> Candidate | None:
+    """The candidate at the largest of ``scales`` (largest first) whose size is at most
+    ``limit``, by bisection (sizes grow with the width); None when even the last is over.
+    Every size measured at the narrowest scale is appended to ``smallest``."""
+
+    def candidate(index: int) -> Candidate:
+        scaled = scaled_preset(preset, scales[index])
+        models, size = size_of(scaled, precision)
+        return Candidate(scaled, models, precision, scales[index], size)
+
+    narrowest = candidate(len(scales) - 1)
+    smallest.append(narrowest.predicted_bytes)
+    if narrowest.predicted_bytes > limit:
+        return None
+    best, low, high = narrowest, 0, len(scales) - 1  # scales[high] fits; find the first fit
+    while low < high:
+        middle = (low + high) // 2
+        tried = candidate(middle)
+        if tried.predicted_bytes <= limit:
+            best, high = tried, middle
+        else:
+            low = middle + 1
+    return best
 
 
 def store_within(
@@ -175,8 +226,19 @@ def _dry_run_size(
     path: Path,
     embedding_precision: str | None = None,
 ) -> int:
-    """Bytes of a file for this plan and precision, written with untrained weights."""
+    """Bytes of a file for this plan and precision, written with untrained weights.
+
+    The weights are redrawn bell-shaped (Gaussian, at each tensor's initial spread): a fitted
+    decoder's weights are, and their entropy-coded codes cost about 5% fewer bytes than the
+    uniform initial weights' would.
+    """
     decoder = build(models.decoder)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for weight in decoder.parameters():
+            if weight.dim() >= 2:
+                spread = float(weight.std()) if weight.numel() > 1 else 1.0
+                weight.copy_(torch.randn(weight.shape, generator=generator) * spread)
     latent = [s // models.total_stride for s in models.padded_shape]
     shape = (signal.shape[0], models.decoder["configuration"]["in_channels"], *latent)
     # noise, not zeros: a fitted embedding's compressed chunks are never smaller than this

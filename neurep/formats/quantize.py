@@ -81,8 +81,10 @@ __all__ = [
     "PARAMS_TENSOR",
     "PRECISIONS",
     "QINFO_VERSION",
+    "affine_granularity",
     "dequantize_array",
     "dequantize_tensors",
+    "is_affine",
     "precision_bits",
     "quantize_array",
     "quantize_tensors",
@@ -179,6 +181,18 @@ def _quantize_rows(
     return best
 
 
+def is_affine(tensor: torch.Tensor) -> bool:
+    """Whether an integer precision stores ``tensor`` as affine codes (else a float cast)."""
+    return tensor.is_floating_point() and tensor.dim() >= 2 and tensor.numel() >= MIN_QUANT_NUMEL
+
+
+def affine_granularity(x: np.ndarray, bits: int) -> tuple[str, int]:
+    """The ``(granularity, axis)`` :func:`quantize_tensors` picks for ``x`` at ``bits``:
+    ``("tensor", 0)`` or ``("channel", axis)`` (the "auto" rule)."""
+    _, _, _, granularity, axis = _quantize_rows(np.asarray(x, np.float32), bits, (0, 1), 8)
+    return granularity, axis
+
+
 def _coarser(
     x: np.ndarray, granularity: str, axis: int, scale, offset, bits: int, factor: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -254,8 +268,7 @@ def quantize_tensors(
         x = t.to(torch.float32)
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"tensor {name!r} has non-finite values (or values beyond float32)")
-        small = x.numel() < MIN_QUANT_NUMEL or x.dim() < 2
-        if bits is None or small:
+        if bits is None or not is_affine(x):
             target = precision if bits is None else "float16"
             if target == "float16" and _absmax(x) > _FP16_MAX:
                 target = "float32"  # float16 would overflow to inf
