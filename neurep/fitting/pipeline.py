@@ -5,7 +5,8 @@ modalities call it too, so presets, rate control, storage and quality are handle
 
 1. the adapter's profile specialises the preset (:meth:`Preset.for_profile`);
 2. a byte budget picks the decoder's width and precision (:mod:`neurep.fitting.rate`);
-3. the loop fits encoder and decoder (:func:`fit_signal`);
+3. the loop fits encoder and decoder (:func:`fit_signal`); under a budget, the weights are
+   then rounded a tensor at a time and the rest refitted (:mod:`neurep.fitting.refit`);
 4. the result is quantised at the storage precision and its decode measured against the
    original, so the returned datum decodes exactly as its saved file will.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import platform
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -27,6 +29,7 @@ from neurep.datum import NeuralDatum
 from neurep.fitting import rate
 from neurep.fitting.loop import FitResult, fit_signal
 from neurep.fitting.presets import Plan, Preset, plan
+from neurep.fitting.refit import round_and_refit
 from neurep.fitting.stacked import fit_signals_stacked
 from neurep.fitting.steps import coarsen_steps
 from neurep.metadata import FitRecord, datum_metadata, with_quality
@@ -114,6 +117,10 @@ def fit_datum(
         item_label=adapter.item_label,
         quantise_as=precision if max_bytes is not None else None,
     )
+    if max_bytes is not None and precision.startswith("int") and signal.shape[0] == 1:
+        started = time.perf_counter()
+        result = round_and_refit(result, signal, precision, loss=adapter.loss)
+        result = replace(result, wall_time_s=result.wall_time_s + time.perf_counter() - started)
     record = _fit_record(result, models, seed, device, max_bytes, target_psnr)
     fitted = _Fitted(obj, adapter, signal, models, result, record, target.embedding_precision)
     if max_bytes is None and target_psnr is None and precision.startswith("int"):

@@ -115,13 +115,14 @@ class FakeQuantiser:
             codes = torch.round((rows - grid.low) / grid.step).clamp_(0, self.levels)
             return grid.unrows(grid.low + grid.step * codes, weight)
 
-    def snap_(self, decoder: torch.nn.Module) -> None:
-        """Put every gridded weight of ``decoder`` on its grid, extremes at the grid's ends."""
+    def snap_(self, decoder: torch.nn.Module, names: set[str] | None = None) -> None:
+        """Put every gridded weight of ``decoder`` (or those in ``names``) on its grid,
+        extremes at the grid's ends."""
         with torch.no_grad():
             for name, weight in decoder.named_parameters():
-                grid = self.grids.get(name)
-                if grid is None:
+                if name not in self.grids or (names is not None and name not in names):
                     continue
+                grid = self.grids[name]
                 rows = grid.rows(self._rounded(weight, grid)).clone()
                 rows.scatter_(1, grid.argmin, grid.low)
                 rows.scatter_(1, grid.argmax, grid.low + grid.step * self.levels)
