@@ -44,12 +44,15 @@ def quantisation_aware_steps(steps: int, precision: str | None) -> int:
 @dataclass(frozen=True)
 class _Grid:
     """One weight's frozen affine grid: rows (C, M) of the weight moved to put ``axis`` first
-    (C = 1 per tensor), ``low + step * code`` for codes 0..levels, and where each row's
-    extremes sat when the grid was made (they are pinned there by :meth:`FakeQuantiser.snap_`)."""
+    (C = 1 per tensor), ``low + step * code``, and each row's extremes when the grid was made:
+    their values and where they sat (they are pinned there by :meth:`FakeQuantiser.snap_`,
+    so that storage's min-max finds the same range). ``step`` is the range over the levels,
+    times the tensor's step scale (:mod:`neurep.fitting.steps`)."""
 
     axis: int | None  # None: one grid for the whole tensor
     low: torch.Tensor  # (C, 1)
     step: torch.Tensor  # (C, 1)
+    high: torch.Tensor  # (C, 1)
     argmin: torch.Tensor  # (C, 1) flat index within the row
     argmax: torch.Tensor  # (C, 1)
 
@@ -81,8 +84,15 @@ class FakeQuantiser:
         self.grids = grids
 
     @classmethod
-    def for_decoder(cls, decoder: torch.nn.Module, precision: str) -> FakeQuantiser:
-        """The quantiser ``precision`` would store ``decoder``'s current weights with."""
+    def for_decoder(
+        cls,
+        decoder: torch.nn.Module,
+        precision: str,
+        step_scales: dict[str, float] | None = None,
+    ) -> FakeQuantiser:
+        """The quantiser ``precision`` (and ``step_scales``: name -> factor >= 1, as
+        :func:`~neurep.formats.quantize.quantize_tensors` takes them) would store
+        ``decoder``'s current weights with."""
         bits = precision_bits(precision)
         if bits is None:
             raise ValueError(f"{precision!r} is not an integer precision")
@@ -93,12 +103,13 @@ class FakeQuantiser:
                 if not is_affine(weight):
                     continue
                 granularity, axis = affine_granularity(weight.detach().cpu().numpy(), bits)
-                grid = _Grid(None if granularity == "tensor" else axis, *[None] * 4)
+                grid = _Grid(None if granularity == "tensor" else axis, *[None] * 5)
                 rows = grid.rows(weight)
                 low, argmin = rows.min(dim=1, keepdim=True)
                 high, argmax = rows.max(dim=1, keepdim=True)
-                step = ((high - low) / levels).clamp_min(1e-12)
-                grids[name] = _Grid(grid.axis, low, step, argmin, argmax)
+                factor = (step_scales or {}).get(name, 1.0)
+                step = ((high - low) / levels * factor).clamp_min(1e-12)
+                grids[name] = _Grid(grid.axis, low, step, high, argmin, argmax)
         return cls(bits, grids)
 
     def __call__(self, parameters: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -125,5 +136,7 @@ class FakeQuantiser:
                 grid = self.grids[name]
                 rows = grid.rows(self._rounded(weight, grid)).clone()
                 rows.scatter_(1, grid.argmin, grid.low)
-                rows.scatter_(1, grid.argmax, grid.low + grid.step * self.levels)
+                # at a step scale k, the top of the range is a grid point only when levels/k
+                # is whole; otherwise storage rounds this one weight a row like any other
+                rows.scatter_(1, grid.argmax, grid.high)
                 weight.copy_(grid.unrows(rows, weight))

@@ -38,6 +38,7 @@ def round_and_refit(
     signal: torch.Tensor,
     precision: str,
     *,
+    step_scales: dict[str, float] | None = None,
     loss: str = "mse",
     steps: int = REFIT_STEPS,
 ) -> FitResult:
@@ -48,6 +49,8 @@ def round_and_refit(
         result: a finished fit (CPU decoder); not modified.
         signal: (1, C, *S) the fitted signal, float in [0, 1] or uint8.
         precision: an integer precision (``"int8"`` .. ``"int4"``).
+        step_scales: per-tensor step factors the datum will be stored with
+            (:mod:`neurep.fitting.steps`); None: min-max steps.
         loss: the fit's loss ("mse" or "bce").
         steps: Adam steps per rounded tensor.
 
@@ -58,7 +61,7 @@ def round_and_refit(
         raise ValueError(f"round_and_refit needs one item, got {signal.shape[0]}")
     decoder = copy.deepcopy(result.decoder)
     embedding = result.embedding.clone().requires_grad_(True)
-    quantiser = FakeQuantiser.for_decoder(decoder, precision)
+    quantiser = FakeQuantiser.for_decoder(decoder, precision, step_scales)
     parameters = dict(decoder.named_parameters())
     order = sorted(quantiser.grids, key=lambda name: -parameters[name].numel())
     target = as_unit(signal)
@@ -71,7 +74,7 @@ def round_and_refit(
     for name in [*order, None]:
         if name is not None:
             # the grid of the weights as they are now, which storage's min-max will find
-            grid = FakeQuantiser.for_decoder(decoder, precision).grids[name]
+            grid = FakeQuantiser.for_decoder(decoder, precision, step_scales).grids[name]
             FakeQuantiser(quantiser.bits, {name: grid}).snap_(decoder)
             rounded.add(name)
         free = [p for n, p in parameters.items() if n not in rounded]

@@ -102,3 +102,22 @@ def test_a_quantisation_aware_fit_stores_the_weights_it_ended_with():
         not torch.allclose(plain_stored[n], plain.decoder.state_dict()[n], atol=1e-4)
         for n in affine
     )
+
+
+@pytest.mark.parametrize("factor", [1.5, 2.0])
+def test_snapped_weights_at_a_step_scale_are_stored_as_snapped(factor):
+    module = _Weights([(8, 6, 3)], seed=5)
+    quantiser = FakeQuantiser.for_decoder(module, "int8", {"weights.0": factor})
+    quantiser.snap_(module)
+    state = module.state_dict()
+    stored, qinfo = quantize_tensors(state, "int8", {"weights.0": factor})
+    values = dequantize_tensors(stored, qinfo, state)["weights.0"]
+    weight = state["weights.0"]
+    grid = quantiser.grids["weights.0"]
+    error = (values - weight).abs()
+    coarse_step = float(grid.step.max())
+    # every weight is a grid point; the top of the range is one only when 255 / factor is
+    # whole (1.5), else storage rounds that one weight by at most half a step
+    off_grid = int((error > 1e-5 * float(weight.abs().max())).sum())
+    assert off_grid == (0 if factor == 1.5 else 1)
+    assert float(error.max()) <= coarse_step / 2 + 1e-6
