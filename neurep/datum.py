@@ -73,7 +73,8 @@ class NeuralDatum:
         self._stored: tuple[dict[str, torch.Tensor], np.ndarray] | None = None
         #: name -> factor >= 1: coarser quantisation steps for those weights (set before
         #: :meth:`freeze_storage`; see :mod:`neurep.fitting.steps`)
-        self.step_scales: dict[str, float] | None = None
+        # name -> step factor (one, or one per quantisation channel); neurep.fitting.steps
+        self.step_scales: dict[str, float | np.ndarray] | None = None
 
     # -- construction from a file -----------------------------------------------------------
     @classmethod

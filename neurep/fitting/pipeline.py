@@ -31,7 +31,7 @@ from neurep.fitting.loop import FitResult, fit_signal
 from neurep.fitting.presets import Plan, Preset, plan
 from neurep.fitting.refit import round_and_refit
 from neurep.fitting.stacked import fit_signals_stacked
-from neurep.fitting.steps import coarsen_steps
+from neurep.fitting.steps import StepScales, choose_steps, output_sensitivity
 from neurep.metadata import FitRecord, datum_metadata, with_quality
 from neurep.modalities import ModalityAdapter
 
@@ -124,7 +124,12 @@ def fit_datum(
     record = _fit_record(result, models, seed, device, max_bytes, target_psnr)
     fitted = _Fitted(obj, adapter, signal, models, result, record, target.embedding_precision)
     if max_bytes is None and target_psnr is None and precision.startswith("int"):
-        chosen = coarsen_steps(lambda scales: fitted.stored_at(precision, scales, "psnr"))
+        chosen = choose_steps(
+            lambda scales: fitted.stored_at(precision, scales, "psnr"),
+            fitted.float_state,
+            fitted.output_sensitivity,
+            precision,
+        )
         return fitted.measured(chosen)
     if max_bytes is None:
         return fitted.stored_at(precision)
@@ -267,7 +272,7 @@ class _Fitted:
     def stored_at(
         self,
         precision: str,
-        step_scales: dict[str, float] | None = None,
+        step_scales: StepScales | None = None,
         quality: Literal["full", "psnr"] = "full",
     ) -> NeuralDatum:
         """A datum whose weights are quantised at ``precision`` (steps scaled by
@@ -294,6 +299,13 @@ class _Fitted:
             datum.metadata = with_quality(datum.metadata, {"psnr": psnr})
             return datum
         return self.measured(datum)
+
+    def output_sensitivity(self) -> dict[str, torch.Tensor]:
+        """:func:`~neurep.fitting.steps.output_sensitivity` of the float decoder."""
+        decoder = copy.deepcopy(self.result.decoder)
+        decoder.load_state_dict(self.float_state)
+        embedding = torch.from_numpy(self.embedding)
+        return output_sensitivity(decoder, embedding, tuple(self.signal.shape[2:]))
 
     def measured(self, datum: NeuralDatum) -> NeuralDatum:
         """``datum`` with every quality metric of its adapter measured and recorded."""

@@ -194,11 +194,15 @@ def affine_granularity(x: np.ndarray, bits: int) -> tuple[str, int]:
 
 
 def _coarser(
-    x: np.ndarray, granularity: str, axis: int, scale, offset, bits: int, factor: float
+    x: np.ndarray, granularity: str, axis: int, scale, offset, bits: int, factor
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Codes (x's shape) and scales (C,) at ``factor`` times the step, same offsets."""
-    if not factor >= 1.0:
-        raise ValueError(f"a step scale must be at least 1, not {factor!r}")
+    """Codes (x's shape) and scales (C,) at ``factor`` (a float, or one per channel: (C,))
+    times the step, same offsets."""
+    factor = np.asarray(factor, dtype=np.float64)
+    if factor.ndim and factor.shape != scale.shape:
+        raise ValueError(f"{factor.size} step scales for {scale.size} quantisation channels")
+    if not bool(np.all(factor >= 1.0)) or not bool(np.all(np.isfinite(factor))):
+        raise ValueError(f"a step scale must be finite and at least 1, not {factor!r}")
     scale = (scale.astype(np.float64) * factor).astype(np.float32)
     if granularity == "tensor":
         return _affine_codes(x.reshape(1, -1), scale, offset, bits).reshape(x.shape), scale
@@ -227,7 +231,7 @@ def _unpack(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
 def quantize_tensors(
     tensors: dict[str, torch.Tensor],
     precision: str,
-    step_scales: dict[str, float] | None = None,
+    step_scales: dict[str, float | np.ndarray] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Quantise a state dict for ``weights.safetensors``.
 
@@ -240,9 +244,10 @@ def quantize_tensors(
     Returns ``(stored, qinfo)``: ``stored`` name -> contiguous CPU tensor of a dtype safetensors
     writes (uint8 codes, float16/bfloat16/float32, the ``"__qparams__"`` float32 vector);
     ``qinfo`` a JSON-serialisable description. Codes keep each tensor's name.
-    step_scales: name -> factor >= 1 for affine tensors whose quantisation step should be
-        that many times the range-covering one (codes then use about ``levels / factor`` of
-        the levels: fewer bits once entropy-coded, :mod:`neurep.formats._entropy`).
+    step_scales: name -> factor >= 1 (a float, or an array with one per quantisation channel
+        of the tensor) for affine tensors whose quantisation step should be that many times
+        the range-covering one (codes then use about ``levels / factor`` of the levels: fewer
+        bits once entropy-coded, :mod:`neurep.formats._entropy`).
     Raises ``ValueError`` for an unknown precision, non-finite values, or a tensor named
     ``"__qparams__"``.
     """
@@ -280,7 +285,7 @@ def quantize_tensors(
             continue
         codes, scale, offset, used, axis = _quantize_rows(x.numpy(), bits, (0, 1), 8)
         factor = (step_scales or {}).get(name, 1.0)
-        if factor != 1.0:
+        if np.any(np.asarray(factor) != 1.0):
             codes, scale = _coarser(x.numpy(), used, axis, scale, offset, bits, factor)
         packed = bits < 8
         flat = _pack(codes.reshape(-1), bits) if packed else codes
