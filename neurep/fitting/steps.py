@@ -61,7 +61,9 @@ def output_sensitivity(
 ) -> dict[str, torch.Tensor]:
     """Per weight of each affine-coded tensor: the mean over ``probes`` random unit-variance
     output projections ``v`` of ``(v . d output / d weight)**2``, an unbiased estimate of the
-    diagonal of ``J^T J`` (J: the output's Jacobian). Deterministic for a given ``seed``.
+    diagonal of ``J^T J`` (J: the output's Jacobian). Items run in chunks, each with its
+    share of the probes (at least one), so a long clip costs about ``probes`` passes plus one
+    a chunk. Deterministic for a given ``seed``.
 
     Args:
         decoder: the fitted decoder (float weights; not modified).
@@ -77,18 +79,21 @@ def output_sensitivity(
         return totals
     generator = torch.Generator().manual_seed(seed)
     crop = (..., *(slice(0, s) for s in spatial))
+    items = embedding.shape[0]
     chunk = max(1, _PROBE_ELEMENTS // (4 * math.prod(spatial)))  # items, at ~4 output channels
     with torch.enable_grad():
-        for first in range(0, embedding.shape[0], chunk):
+        for first in range(0, items, chunk):
             output = decoder(embedding[first : first + chunk].detach())[crop]
-            for probe in range(probes):
+            # a chunk's share of the probes, at least one: each chunk's mean is unbiased
+            count = max(1, math.ceil(probes * output.shape[0] / items))
+            for probe in range(count):
                 direction = torch.randn(output.shape, generator=generator, dtype=output.dtype)
                 grads = torch.autograd.grad(
-                    output, list(named.values()), direction, retain_graph=probe < probes - 1
+                    output, list(named.values()), direction, retain_graph=probe < count - 1
                 )
                 for name, grad in zip(named, grads, strict=True):
-                    totals[name] += grad.detach().float() ** 2
-    return {name: total / probes for name, total in totals.items()}
+                    totals[name] += grad.detach().float() ** 2 / count
+    return totals
 
 
 def choose_steps(

@@ -75,6 +75,10 @@ def test_sensitivity_estimates_the_gauss_newton_diagonal_of_a_linear_decoder(mon
     assert torch.allclose(ratio, torch.ones_like(ratio), atol=0.12)
     repeated = steps.output_sensitivity(decoder, embedding, (4, 6), probes=4000)["weight"]
     assert torch.equal(estimate, repeated)  # seeded: the same choice on every run
+    monkeypatch.setattr(steps, "_PROBE_ELEMENTS", 4 * 4 * 6)  # one item a chunk
+    chunked = steps.output_sensitivity(decoder, embedding, (4, 6), probes=8000)["weight"]
+    ratio = chunked[:, :, 0, 0] / expected[None, :]
+    assert torch.allclose(ratio, torch.ones_like(ratio), atol=0.12)
 
 
 def test_factors_follow_the_inverse_root_of_sensitivity():
