@@ -6,9 +6,12 @@ image gives, under the fit settings, in both memory layouts, against the same ma
 GEMM and a pixel shuffle (``gemm_shuffle``): what a hand-written formulation would buy.
 Reported per stage: median ms over ``--repeats`` (interleaved), GFLOP/s of the transposed
 convolution (3 GEMMs of ``2 * C_in * C_out * s^2 * H * W`` flops), and the largest difference
-between the two outputs; beside them, the GFLOP/s of one large GEMM (what the cores can do).
+between the two outputs; beside them, the GFLOP/s of one large GEMM (what the cores can do),
+and the refinement blocks between the stages (SiLU, depthwise 3x3, residual), eager and with
+``--compile`` also through ``torch.compile``.
 
     ./dev bench decoder_convs                   # about 30 s on 2 cores
+    ./dev bench decoder_convs --compile         # + torch.compile of the refinements (~1 min)
 
 Writes results/decoder_convs.json.
 """
@@ -87,6 +90,54 @@ def measure(repeats: int) -> list[dict]:
     return rows
 
 
+#: (C, H, W) of the refinement blocks (x + depthwise3x3(SiLU(x)) after a SiLU) of that decoder.
+REFINES = ((96, 32, 48), (64, 128, 192), (24, 256, 384))
+
+
+def refine_block(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """What the decoder runs after each upsampling but the last: SiLU, then the refinement."""
+    s = torch.nn.functional.silu(u)
+    depthwise = torch.nn.functional.conv2d
+    return s + depthwise(torch.nn.functional.silu(s), weight, bias, padding=1, groups=u.shape[1])
+
+
+def measure_refines(repeats: int, compiled: bool) -> list[dict]:
+    """Forward + backward of each refinement block (channels-last, as fitted): eager, and
+    ``torch.compile``d when ``compiled`` (its first call, the compilation, timed apart)."""
+    rows = []
+    variants = {"eager": refine_block}
+    if compiled:
+        variants["compiled"] = torch.compile(refine_block, dynamic=False)
+    for channels, height, width in REFINES:
+        weight = torch.randn(channels, 1, 3, 3, requires_grad=True)
+        bias = torch.randn(channels, requires_grad=True)
+        u = torch.randn(1, channels, height, width).contiguous(memory_format=torch.channels_last)
+        u.requires_grad_(True)
+        grad = torch.randn_like(u)
+        row: dict = {"block": f"{channels}x{height}x{width}"}
+        working = {}
+        for name, block in variants.items():
+            start = time.perf_counter()
+            try:
+                block(u, weight, bias).backward(grad)
+            except Exception as error:  # inductor's C++ build can fail on a machine
+                row[f"{name}_error"] = f"{type(error).__name__}: {str(error)[:200]}"
+                continue
+            row[f"{name}_first_call_s"] = round(time.perf_counter() - start, 2)
+            working[name] = block
+        times: dict[str, list[float]] = {name: [] for name in working}
+        for _ in range(repeats):
+            for name, block in working.items():
+                start = time.perf_counter()
+                block(u, weight, bias).backward(grad)
+                times[name].append((time.perf_counter() - start) * 1e3)
+        for name, values in times.items():
+            row[f"{name}_ms"] = round(sorted(values)[len(values) // 2], 3)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
 def large_gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
     """GFLOP/s of one large float32 GEMM: about what these cores can do at best."""
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -102,16 +153,22 @@ def large_gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument(
+        "--compile", action="store_true", help="also time torch.compile of the refinements"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "decoder_convs.json")
     args = parser.parse_args(argv)
     with fit_settings():
         rows = measure(args.repeats)
+        refines = measure_refines(args.repeats, args.compile)
         reference = large_gemm_gflops()
     channels_last = [row for row in rows if row["layout"] == "channels_last"]
     result = {
         "benchmark": "decoder_convs",
         "machine": machine_facts(),
         "rows": rows,
+        "refines": refines,
+        "refines_total_ms": round(sum(row["eager_ms"] for row in refines), 2),
         "large_gemm_gflops": reference,
         "fit_layout_total_ms": round(sum(row["conv_transpose_ms"] for row in channels_last), 2),
     }
