@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/fit_speed.py                        # all parts, kodim01-08
     .venv/bin/python benchmarks/fit_speed.py --parts layer,profile  # a few minutes
     .venv/bin/python benchmarks/fit_speed.py --parts fits --images 2 --baseline-tree ../old
+    .venv/bin/python benchmarks/fit_speed.py --parts fits --configurations "paper S3K,paper Conv" \
+        --paper-hidden 8,6 --out benchmarks/results/fit_speed_paper_hidden.json
 
 Parts (``--parts``, comma-separated):
 
@@ -19,7 +21,9 @@ Parts (``--parts``, comma-separated):
   each in a fresh subprocess; fit wall time and PSNR of the decoded file. With
   ``--baseline-tree DIR`` (a checkout of an older commit) every fit is also run with that
   code, right after the same fit with this one, so both see the same machine
-  (``--baseline-images N``: on the first N images only).
+  (``--baseline-images N``: on the first N images only). ``--configurations`` picks which
+  of the four; ``--paper-hidden 8,6`` adds the ``paper`` preset with S3K's input map at
+  those widths (configurations "paper S3K (C=8)", ...).
 - ``profile``: ``fit_signal`` of the default preset on kodim01 for ``--profile-steps`` steps
   under ``torch.profiler``: the ops with the most self CPU time (run it with an older
   tree's code through ``--baseline-tree`` for the "before").
@@ -73,6 +77,13 @@ import numpy as np
 from PIL import Image
 import neurep
 image, preset, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+overrides = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+if overrides:  # settings of the preset's image profile, for variants of a preset
+    from dataclasses import replace
+    from neurep.fitting.presets import get_preset
+    preset = get_preset(preset)
+    profiles = {**preset.profiles, "image": {**preset.profiles["image"], **overrides}}
+    preset = replace(preset, profiles=profiles)
 original = np.asarray(Image.open(image).convert("RGB"))
 started = time.perf_counter()
 datum = neurep.fit(original, preset=preset, seed=seed, progress=False)
@@ -204,8 +215,9 @@ def bench_layer(repeats: int) -> dict:
 # -- fits -------------------------------------------------------------------------------------
 def summarise_fits(rows: list[dict]) -> dict:
     summary: dict = {}
+    names = list(dict.fromkeys(r["configuration"] for r in rows))
     for code in sorted({r["code"] for r in rows}):
-        for name in CONFIGURATIONS:
+        for name in names:
             mine = [r for r in rows if r["configuration"] == name and r["code"] == code]
             if mine:
                 summary[f"{name} ({code})"] = {
@@ -216,10 +228,13 @@ def summarise_fits(rows: list[dict]) -> dict:
                     "mean_psnr": round(statistics.fmean(r["psnr"] for r in mine), 3),
                 }
         default = summary.get(f"default S3K ({code})")
-        paper, paper_conv = summary.get(f"paper S3K ({code})"), summary.get(f"paper Conv ({code})")
-        if paper and paper_conv:
-            ratio = paper["median_fit_seconds"] / paper_conv["median_fit_seconds"]
-            summary[f"paper S3K / Conv fit time ({code})"] = round(ratio, 2)
+        paper_conv = summary.get(f"paper Conv ({code})")
+        if paper_conv:
+            for name in names:
+                mine = summary.get(f"{name} ({code})")
+                if name.startswith("paper S3K") and mine:
+                    ratio = mine["median_fit_seconds"] / paper_conv["median_fit_seconds"]
+                    summary[f"{name} / Conv fit time ({code})"] = round(ratio, 2)
         if default:
             summary[f"default median fit within {DEFAULT_FIT_TARGET_S} s ({code})"] = (
                 default["median_fit_seconds"] <= DEFAULT_FIT_TARGET_S
@@ -234,17 +249,23 @@ def bench_fits(
     baseline: Path | None,
     baseline_images: int,
     out: Path,
+    configurations: dict[str, str],
+    variants: dict[str, dict],
 ) -> None:
-    """Every configuration on every image, this code and (on the first ``baseline_images``
-    images) the baseline tree's right after it; rows and summary written after each fit."""
+    """Every configuration (name -> preset) on every image, this code and (on the first
+    ``baseline_images`` images) the baseline tree's right after it; ``variants``: name ->
+    image-profile settings that configuration overrides. Rows and summary written after
+    each fit."""
     rows = report["fits"]["rows"]
     for index, image in enumerate(images):
         codes = {"this": REPO}
         if baseline and index < baseline_images:
             codes["baseline"] = baseline
-        for name, preset in CONFIGURATIONS.items():
+        for name, preset in configurations.items():
             for code, tree in codes.items():
-                measured = _in_subprocess(_FIT_RUNNER, [str(image), preset, str(seed)], tree)
+                overrides = [json.dumps(variants[name])] if name in variants else []
+                arguments = [str(image), preset, str(seed), *overrides]
+                measured = _in_subprocess(_FIT_RUNNER, arguments, tree)
                 row = {"image": image.name, "configuration": name, "code": code, **measured}
                 rows.append(row)
                 report["fits"]["summary"] = summarise_fits(rows)
@@ -264,8 +285,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline-images", type=int, default=None, help="fit the baseline on the first N only"
     )
+    parser.add_argument(
+        "--configurations",
+        default=",".join(CONFIGURATIONS),
+        help=f"which fits, comma-separated, of {', '.join(CONFIGURATIONS)}",
+    )
+    parser.add_argument(
+        "--paper-hidden",
+        default="",
+        help="also fit the paper preset with S3K's input map at these widths (e.g. 8,6)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "fit_speed.json")
     args = parser.parse_args(argv)
+    names = [name.strip() for name in args.configurations.split(",") if name.strip()]
+    if unknown_names := sorted(set(names) - set(CONFIGURATIONS)):
+        parser.error(f"unknown configurations {unknown_names}")
+    configurations = {name: CONFIGURATIONS[name] for name in names}
+    variants = {}
+    for width in (int(w) for w in args.paper_hidden.split(",") if w.strip()):
+        configurations[f"paper S3K (C={width})"] = "paper"
+        variants[f"paper S3K (C={width})"] = {"s3k_hidden_channels": width}
     parts = {p.strip() for p in args.parts.split(",")}
     unknown = parts - {"layer", "fits", "profile"}
     if unknown:
@@ -303,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     if "fits" in parts:
         report["fits"] = {"rows": [], "summary": {}}
         baseline_images = len(images) if args.baseline_images is None else args.baseline_images
-        bench_fits(report, images, args.seed, baseline, baseline_images, args.out)
+        bench_fits(
+            report, images, args.seed, baseline, baseline_images, args.out, configurations, variants
+        )
     print(json.dumps({k: v for k, v in report.items() if k != "fits"}, indent=2))
     if "fits" in report:
         print(json.dumps(report["fits"]["summary"], indent=2))

@@ -34,7 +34,7 @@ def test_paper_preset_is_table_a4_for_kodak() -> None:
     assert encoder["widths"] == [64, 64, 64, 16]
     assert encoder["state_size"] == 8
     assert "window_span" not in encoder  # the S3K layer's own step sizes
-    assert encoder["hidden_channels"] == 16  # the paper leaves S3K's input map open
+    assert encoder["hidden_channels"] == 6  # the paper leaves S3K's input map open
     assert models.preset.encoder_lr_scale == 0.3
     assert models.decoder["configuration"]["strides"] == [4, 4, 4, 2, 2]
     assert get_preset("paper").steps == 300 and get_preset("paper").learning_rate == 2e-2
