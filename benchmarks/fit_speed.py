@@ -68,6 +68,13 @@ SMALL_CHUNKS = 1 << 16
 LAYER_CASES = {
     "paper_first_stage": {"window": 32, "state_size": 8, "state_norm": False},
     "default_first_stage": {"window": 8, "state_size": 16, "state_norm": True},
+    # as the `paper` preset builds it on images: both norms, a 6-channel input map
+    "paper_preset_first_stage": {
+        "window": 32,
+        "state_size": 8,
+        "state_norm": True,
+        "hidden_channels": 6,
+    },
 }
 
 #: Runs one fit in a subprocess with whatever neurep is first on sys.path; prints JSON.
@@ -151,6 +158,7 @@ def _layer_pair(case: dict) -> dict[str, nn.Module]:
 
     torch.manual_seed(0)
     window = case["window"]
+    hidden = case.get("hidden_channels", 3)
     return {
         "conv": nn.Conv2d(3, 64, window, stride=window),
         **{
@@ -160,7 +168,9 @@ def _layer_pair(case: dict) -> dict[str, nn.Module]:
                 window,
                 state_size=case["state_size"],
                 state_norm=case["state_norm"],
-                chunk_elements=chunk,
+                hidden_channels=hidden,
+                # as LPNetEncoder: the same input rows per chunk whatever C
+                chunk_elements=chunk * hidden // 3,
             )
             for name, chunk in (("s3k", S3K_CHUNK_ELEMENTS), ("s3k_small_chunks", SMALL_CHUNKS))
         },
