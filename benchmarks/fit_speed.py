@@ -23,7 +23,8 @@ Parts (``--parts``, comma-separated):
   code, right after the same fit with this one, so both see the same machine
   (``--baseline-images N``: on the first N images only). ``--configurations`` picks which
   of the four; ``--paper-hidden 8,6`` adds the ``paper`` preset with S3K's input map at
-  those widths (configurations "paper S3K (C=8)", ...).
+  those widths (configurations "paper S3K (C=8)", ...); ``--variant NAME=PRESET:JSON`` adds
+  any preset with other image-profile settings.
 - ``profile``: ``fit_signal`` of the default preset on kodim01 for ``--profile-steps`` steps
   under ``torch.profiler``: the ops with the most self CPU time (run it with an older
   tree's code through ``--baseline-tree`` for the "before").
@@ -305,6 +306,14 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="also fit the paper preset with S3K's input map at these widths (e.g. 8,6)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=PRESET:JSON",
+        help="also fit PRESET with these image-profile settings (JSON), e.g. "
+        "'N8=balanced:{\"state_size\": 8}'",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "fit_speed.json")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.configurations.split(",") if name.strip()]
@@ -315,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     for width in (int(w) for w in args.paper_hidden.split(",") if w.strip()):
         configurations[f"paper S3K (C={width})"] = "paper"
         variants[f"paper S3K (C={width})"] = {"s3k_hidden_channels": width}
+    for spec in args.variant:
+        name, _, rest = spec.partition("=")
+        preset, _, settings = rest.partition(":")
+        if not (name and preset and settings):
+            parser.error(f"--variant {spec!r}: expected NAME=PRESET:JSON")
+        configurations[name] = preset
+        variants[name] = json.loads(settings)
     parts = {p.strip() for p in args.parts.split(",")}
     unknown = parts - {"layer", "fits", "profile"}
     if unknown:
