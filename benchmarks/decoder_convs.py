@@ -94,23 +94,22 @@ def measure(repeats: int) -> list[dict]:
 REFINES = ((96, 32, 48), (64, 128, 192), (24, 256, 384))
 
 
-def refine_block(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """What the decoder runs after each upsampling but the last: SiLU, then the refinement."""
-    s = torch.nn.functional.silu(u)
-    depthwise = torch.nn.functional.conv2d
-    return s + depthwise(torch.nn.functional.silu(s), weight, bias, padding=1, groups=u.shape[1])
+def refine_block(refine: torch.nn.Module, u: torch.Tensor) -> torch.Tensor:
+    """What the decoder runs after each upsampling but the last: SiLU, then its refinement."""
+    return refine(torch.nn.functional.silu(u))
 
 
 def measure_refines(repeats: int, compiled: bool) -> list[dict]:
     """Forward + backward of each refinement block (channels-last, as fitted): eager, and
     ``torch.compile``d when ``compiled`` (its first call, the compilation, timed apart)."""
+    from neurep.models.decoders import _Refine
+
     rows = []
     variants = {"eager": refine_block}
     if compiled:
         variants["compiled"] = torch.compile(refine_block, dynamic=False)
     for channels, height, width in REFINES:
-        weight = torch.randn(channels, 1, 3, 3, requires_grad=True)
-        bias = torch.randn(channels, requires_grad=True)
+        refine = _Refine(channels, 2).to(memory_format=torch.channels_last)
         u = torch.randn(1, channels, height, width).contiguous(memory_format=torch.channels_last)
         u.requires_grad_(True)
         grad = torch.randn_like(u)
@@ -119,7 +118,7 @@ def measure_refines(repeats: int, compiled: bool) -> list[dict]:
         for name, block in variants.items():
             start = time.perf_counter()
             try:
-                block(u, weight, bias).backward(grad)
+                block(refine, u).backward(grad)
             except Exception as error:  # inductor's C++ build can fail on a machine
                 row[f"{name}_error"] = f"{type(error).__name__}: {str(error)[:200]}"
                 continue
@@ -129,7 +128,7 @@ def measure_refines(repeats: int, compiled: bool) -> list[dict]:
         for _ in range(repeats):
             for name, block in working.items():
                 start = time.perf_counter()
-                block(u, weight, bias).backward(grad)
+                block(refine, u).backward(grad)
                 times[name].append((time.perf_counter() - start) * 1e3)
         for name, values in times.items():
             row[f"{name}_ms"] = round(sorted(values)[len(values) // 2], 3)

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/fit_speed.py --parts layer,profile  # a few minutes
     .venv/bin/python benchmarks/fit_speed.py --parts fits --images 2 --baseline-tree ../old
     .venv/bin/python benchmarks/fit_speed.py --parts fits --configurations "paper S3K,paper Conv" \
-        --paper-hidden 8,6 --out benchmarks/results/fit_speed_paper_hidden.json
+        --variant 'paper S3K (C=16)=paper:{"s3k_hidden_channels": 16}' --out /tmp/paper_c16.json
 
 Parts (``--parts``, comma-separated):
 
@@ -22,9 +22,8 @@ Parts (``--parts``, comma-separated):
   ``--baseline-tree DIR`` (a checkout of an older commit) every fit is also run with that
   code, right after the same fit with this one, so both see the same machine
   (``--baseline-images N``: on the first N images only). ``--configurations`` picks which
-  of the four; ``--paper-hidden 8,6`` adds the ``paper`` preset with S3K's input map at
-  those widths (configurations "paper S3K (C=8)", ...); ``--variant NAME=PRESET:JSON`` adds
-  any preset with other image-profile settings.
+  of the four; ``--variant NAME=PRESET:JSON`` (repeatable) adds a configuration: PRESET with
+  those image-profile settings (NAME may hold ``=``, not ``:``).
 - ``profile``: ``fit_signal`` of the default preset on kodim01 for ``--profile-steps`` steps
   under ``torch.profiler``: the ops with the most self CPU time (run it with an older
   tree's code through ``--baseline-tree`` for the "before").
@@ -302,11 +301,6 @@ def main(argv: list[str] | None = None) -> int:
         help=f"which fits, comma-separated, of {', '.join(CONFIGURATIONS)}",
     )
     parser.add_argument(
-        "--paper-hidden",
-        default="",
-        help="also fit the paper preset with S3K's input map at these widths (e.g. 8,6)",
-    )
-    parser.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -321,12 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown configurations {unknown_names}")
     configurations = {name: CONFIGURATIONS[name] for name in names}
     variants = {}
-    for width in (int(w) for w in args.paper_hidden.split(",") if w.strip()):
-        configurations[f"paper S3K (C={width})"] = "paper"
-        variants[f"paper S3K (C={width})"] = {"s3k_hidden_channels": width}
     for spec in args.variant:
-        name, _, rest = spec.partition("=")
-        preset, _, settings = rest.partition(":")
+        head, _, settings = spec.partition(":")
+        name, _, preset = head.rpartition("=")
         if not (name and preset and settings):
             parser.error(f"--variant {spec!r}: expected NAME=PRESET:JSON")
         configurations[name] = preset

@@ -91,7 +91,7 @@ def per_tensor_greedy(stored_with, state, budget_db: float):
     names = [name for name in sizes if sizes[name] >= 0.05 * sum(sizes.values())]
     next_factor = dict.fromkeys(names, 0)
     chosen: dict[str, float] = {}
-    best, best_bytes, best_loss = base, _bytes(base), 0.0
+    best, best_bytes, best_loss = base, steps._stored_bytes(base), 0.0
     while True:
         options = []
         for name in names:
@@ -102,18 +102,14 @@ def per_tensor_greedy(stored_with, state, budget_db: float):
             if loss > budget_db:
                 next_factor[name] = len(GREEDY_FACTORS)
                 continue
-            gain = (best_bytes - _bytes(candidate)) / max(loss - best_loss, 1e-3)
+            gain = (best_bytes - steps._stored_bytes(candidate)) / max(loss - best_loss, 1e-3)
             options.append((gain, name, candidate, loss))
         if not options:
             return best
         _, name, best, best_loss = max(options, key=lambda option: option[0])
         chosen[name] = GREEDY_FACTORS[next_factor[name]]
         next_factor[name] += 1
-        best_bytes = _bytes(best)
-
-
-def _bytes(datum) -> int:
-    return steps._stored_bytes(datum)
+        best_bytes = steps._stored_bytes(best)
 
 
 def _summary(scales) -> dict:

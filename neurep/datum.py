@@ -71,9 +71,8 @@ class NeuralDatum:
         self._reader = reader
         self._adapter = None
         self._stored: tuple[dict[str, torch.Tensor], np.ndarray] | None = None
-        #: name -> factor >= 1: coarser quantisation steps for those weights (set before
-        #: :meth:`freeze_storage`; see :mod:`neurep.fitting.steps`)
-        # name -> step factor (one, or one per quantisation channel); neurep.fitting.steps
+        #: name -> factor >= 1 (one, or one per quantisation channel): coarser quantisation
+        #: steps for those weights (set before :meth:`freeze_storage`; neurep.fitting.steps)
         self.step_scales: dict[str, float | np.ndarray] | None = None
 
     # -- construction from a file -----------------------------------------------------------
