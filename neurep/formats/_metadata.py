@@ -27,7 +27,7 @@ import jsonschema
 from neurep.errors import FormatError, UnsupportedVersionError
 
 FORMAT_NAME: Final = "neurep"
-FORMAT_VERSION: Final = "1.2"
+FORMAT_VERSION: Final = "1.3"
 FORMAT_MAJOR, FORMAT_MINOR = (int(part) for part in FORMAT_VERSION.split("."))
 _VERSION_PATTERN = re.compile(r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})")
 

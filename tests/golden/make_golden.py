@@ -73,6 +73,9 @@ CASES: dict[str, tuple[Callable[[], np.ndarray], dict]] = {
     # format 1.2: entropy-coded (ans) weight codes, 8-bit and bit-packed
     "image_rgb_uint8_v1_2": (_rgb_image, {}),
     "image_gray_uint16_int5_v1_2": (_gray_image_uint16, {"precision": "int5"}),
+    # format 1.3: log-quadratic models, kernel-sum prediction, float16 quantisation parameters
+    "image_rgb_uint8_v1_3": (_rgb_image, {}),
+    "image_gray_uint16_int5_v1_3": (_gray_image_uint16, {"precision": "int5"}),
 }
 
 

@@ -13,6 +13,7 @@ import pathlib
 
 import numpy as np
 import pytest
+import torch
 
 import neurep
 from neurep.formats import open_nrep
@@ -65,15 +66,22 @@ CODED = sorted(case for case, facts in EXPECTED.items() if "codes_sha256" in fac
 
 
 def test_the_golden_files_hold_entropy_coded_weights():
-    """Format 1.2's ans codec, on 8-bit and on bit-packed codes."""
-    precisions = set()
+    """Format 1.2's Laplace codec and format 1.3's predicted log-quadratic one with float16
+    parameters, each on 8-bit and on bit-packed codes."""
+    seen = set()
     for case in CODED:
         with open_nrep(FILES / f"{case}.nrep") as reader:
+            version = reader.metadata["format_version"]
             quantization = reader.metadata["weights"]["quantization"]
-            assert reader.metadata["format_version"] == "1.2"
-            assert quantization["codec"]["name"] == "ans"
-            precisions.add(quantization["precision"])
-    assert {"int8", "int5"} <= precisions
+            model = quantization["codec"]["configuration"]["model"]
+            assert (version, model) in {("1.2", "laplace"), ("1.3", "log_quadratic")}
+            if version == "1.3":
+                tensors = reader.read_tensors()
+                entries = tensors["codes_model"].numpy().view(np.uint16).reshape(-1, 3)
+                assert entries[:, 2].any() and entries[:, 1].any()  # predicted, bent
+                assert tensors["params"].dtype == torch.float16
+            seen.add((version, quantization["precision"]))
+    assert {("1.2", "int8"), ("1.2", "int5"), ("1.3", "int8"), ("1.3", "int5")} <= seen
 
 
 @pytest.mark.parametrize("case", CODED)
