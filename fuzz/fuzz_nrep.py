@@ -14,9 +14,9 @@ A structure-aware custom mutator keeps most inputs valid ZIPs (CRCs recomputed, 
 kept deflated or stored as it was, and the weights checksum in the metadata updated half of the
 time) so mutations reach the metadata, zarr and safetensors validators instead of dying at the
 CRC check. ``--plain`` uses only libFuzzer's byte-level mutations. The seeds cover formats
-1.1 and 1.2: deflated ``zarr.json`` members, compact (``qinfo`` version 2) weights and
-embedding records, and the 1.1 and 1.2 golden files of ``tests/golden/files`` when run
-from a checkout (1.2's entropy-coded weights are decoded by the target,
+1.1 to 1.3: deflated ``zarr.json`` members, compact (``qinfo`` version 2) weights and
+embedding records, and the 1.1, 1.2 and 1.3 golden files of ``tests/golden/files`` when run
+from a checkout (entropy-coded weights, 1.2's and 1.3's, are decoded by the target,
 ``_decode_weight_codes``).
 """
 
@@ -71,7 +71,8 @@ def test_one_input(data: bytes) -> None:
 
 
 def _decode_weight_codes(metadata: dict, tensors: dict) -> None:
-    """Format 1.2: run an entropy-coded stream through the codec's decoder, as loading does."""
+    """Formats 1.2/1.3: run an entropy-coded stream through the codec's decoder, as loading
+    does."""
     qinfo = metadata["weights"].get("quantization")
     if not has_codec(qinfo):
         return
@@ -189,7 +190,7 @@ def write_seeds(directory: str) -> None:
             array_chunks=chunks,
         )
     _write_compact_seeds(directory, rng)
-    for path in sorted(glob.glob(os.path.join(GOLDEN, "files", "*_v1_[12].nrep"))):
+    for path in sorted(glob.glob(os.path.join(GOLDEN, "files", "*_v1_[123].nrep"))):
         shutil.copyfile(path, os.path.join(directory, f"seed-golden-{os.path.basename(path)}"))
 
 
@@ -217,7 +218,7 @@ def _write_compact_seeds(directory: str, rng: np.random.Generator) -> None:
     ):
         stored, qinfo = quantize_tensors(state, precision)
         tensors, weights = compact_tensors(stored, qinfo, list(state))
-        if coded:  # format 1.2's ans codec (forced: these random weights barely compress)
+        if coded:  # the ans codec (forced: these random weights barely compress)
             tensors, weights = encode_codes(tensors, weights, described, always=True)
         codes, array_qinfo = quantize_array(latent, embedding_precision, axis=1)
         metadata = {

@@ -26,7 +26,13 @@ from neurep.formats import (
     write_nrep,
 )
 from neurep.formats._compact_vector import compact_vector
-from neurep.formats._entropy import decode_codes, encode_codes, has_codec, recode
+from neurep.formats._entropy import (
+    WEIGHT_CODECS,
+    decode_codes,
+    encode_codes,
+    has_codec,
+    recode,
+)
 from neurep.item_selection import Items, contiguous_runs, item_indices, plain_integer
 from neurep.metadata import (
     EMBEDDING_ARRAY,
@@ -408,7 +414,7 @@ class NeuralDatum:
         self._embedding = dequantize_array(codes, embedding_qinfo)
         # stored in format 1.1's compact layout: what the decoder configuration implies is not
         stored, qinfo = compact_tensors(stored, qinfo, list(state))
-        # format 1.2: the affine codes entropy-coded (save(weights_codec="raw") undoes it)
+        # formats 1.2-1.3: the affine codes entropy-coded (save(weights_codec="raw") undoes it)
         stored, qinfo = encode_codes(stored, qinfo, state_layout(self.metadata["decoder"]))
         self.metadata = with_quantization(
             self.metadata, qinfo, str(codes.dtype), compact_array(embedding_qinfo)
@@ -435,12 +441,16 @@ class NeuralDatum:
         """Write the datum to ``path`` atomically; returns the file's size in bytes.
 
         weights_codec: ``"ans"`` entropy-codes the integer weight codes (the default for a
-            fitted datum; format 1.2), ``"raw"`` stores them as plain safetensors tensors;
-            None keeps what the datum holds (a loaded file's own codec). Either way the
-            decoded values are the same.
+            fitted datum; format 1.3; a file coded already keeps its own coding),
+            ``"ans-1.2"`` codes them as format 1.2 did (for readers of 1.2; a few percent
+            larger), ``"raw"`` stores them as plain safetensors tensors; None keeps what the
+            datum holds (a loaded file's own codec). Either way the decoded values are the same.
         """
-        if weights_codec not in (None, "ans", "raw"):
-            raise ValueError(f"weights_codec must be 'ans', 'raw' or None, not {weights_codec!r}")
+        if weights_codec is not None and weights_codec not in WEIGHT_CODECS:
+            raise ValueError(
+                f"weights_codec must be one of {', '.join(WEIGHT_CODECS)} or None, "
+                f"not {weights_codec!r}"
+            )
         if self._stored is None:
             if self._reader is None:
                 self.freeze_storage()

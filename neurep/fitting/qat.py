@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from neurep.formats.quantize import affine_granularity, is_affine, precision_bits
+from neurep.formats.quantize import affine_grid, coarser_scales, is_affine, precision_bits
 
 __all__ = ["QAT_FRACTION", "QAT_MAX_BITS", "FakeQuantiser", "quantisation_aware_steps"]
 
@@ -44,10 +45,12 @@ def quantisation_aware_steps(steps: int, precision: str | None) -> int:
 @dataclass(frozen=True)
 class _Grid:
     """One weight's frozen affine grid: rows (C, M) of the weight moved to put ``axis`` first
-    (C = 1 per tensor), ``low + step * code``, and each row's extremes when the grid was made:
-    their values and where they sat (they are pinned there by :meth:`FakeQuantiser.snap_`,
-    so that storage's min-max finds the same range). ``step`` is the range over the levels,
-    times the tensor's step scale (:mod:`neurep.fitting.steps`)."""
+    (C = 1 per tensor), ``low + step * code`` for codes up to ``top_code``, and where each
+    row's extremes sat when the grid was made. :meth:`FakeQuantiser.snap_` pins them at
+    ``low`` and ``high``, the ends of storage's min-max range, so that storage finds the same
+    grid again. ``step`` is storage's (:func:`~neurep.formats.quantize.affine_grid`) times the
+    tensor's step scale (:mod:`neurep.fitting.steps`); ``top_code`` is the last code at or
+    below ``high``."""
 
     axis: int | None  # None: one grid for the whole tensor
     low: torch.Tensor  # (C, 1)
@@ -55,6 +58,7 @@ class _Grid:
     high: torch.Tensor  # (C, 1)
     argmin: torch.Tensor  # (C, 1) flat index within the row
     argmax: torch.Tensor  # (C, 1)
+    top_code: torch.Tensor  # (C, 1)
 
     def rows(self, weight: torch.Tensor) -> torch.Tensor:
         moved = weight[None] if self.axis is None else weight.movedim(self.axis, 0)
@@ -102,14 +106,27 @@ class FakeQuantiser:
             for name, weight in decoder.named_parameters():
                 if not is_affine(weight):
                     continue
-                granularity, axis = affine_granularity(weight.detach().cpu().numpy(), bits)
-                grid = _Grid(None if granularity == "tensor" else axis, *[None] * 5)
+                values = weight.detach().cpu().numpy()
+                granularity, axis, scale, offset = affine_grid(values, bits)
+                step = coarser_scales(scale, offset, (step_scales or {}).get(name, 1.0))
+                grid = _Grid(None if granularity == "tensor" else axis, *[None] * 6)
                 rows = grid.rows(weight)
-                low, argmin = rows.min(dim=1, keepdim=True)
-                high, argmax = rows.max(dim=1, keepdim=True)
-                factor = (step_scales or {}).get(name, 1.0)
-                step = ((high - low) / levels * factor).clamp_min(1e-12)
-                grids[name] = _Grid(grid.axis, low, step, high, argmin, argmax)
+                argmin, argmax = rows.argmin(dim=1, keepdim=True), rows.argmax(dim=1, keepdim=True)
+                # the range's top, rounded down to float32 so that it stays covered
+                exact = offset.astype(np.float64) + scale.astype(np.float64) * levels
+                high = exact.astype(np.float32)
+                high = np.where(high > exact, np.nextafter(high, np.float32(-np.inf)), high)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    span = np.where(step > 0, levels * scale.astype(np.float64) / step, 0.0)
+                top_code = np.minimum(np.floor(span + 1e-9), levels)
+                column = [
+                    torch.from_numpy(np.asarray(v, np.float32)).to(weight)[:, None]
+                    for v in (offset, np.maximum(step, 1e-12), high, top_code)
+                ]
+                low, step_column, high_column, top_column = column
+                grids[name] = _Grid(
+                    grid.axis, low, step_column, high_column, argmin, argmax, top_column
+                )
         return cls(bits, grids)
 
     def __call__(self, parameters: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -123,7 +140,8 @@ class FakeQuantiser:
     def _rounded(self, weight: torch.Tensor, grid: _Grid) -> torch.Tensor:
         with torch.no_grad():
             rows = grid.rows(weight)
-            codes = torch.round((rows - grid.low) / grid.step).clamp_(0, self.levels)
+            codes = torch.round((rows - grid.low) / grid.step)
+            codes = torch.minimum(codes.clamp_(min=0), grid.top_code)
             return grid.unrows(grid.low + grid.step * codes, weight)
 
     def snap_(self, decoder: torch.nn.Module, names: set[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """Quantisation steps chosen by measured rate and distortion, per weight channel.
 
 Min-max codes cover each channel's (or tensor's) range in ``2**bits - 1`` steps; once the codes
-are entropy-coded (format 1.2), a step k times coarser costs about log2(k) fewer bits a weight
+are entropy-coded (formats 1.2-1.3), a step k times coarser costs about log2(k) fewer bits a weight
 and adds about ``(k**2 - 1) * step**2 / 12`` of noise to it. What that noise costs the decode
 depends on the channel: :func:`output_sensitivity` estimates, for every weight, the mean squared
 change of the decoder's output per unit change of the weight (the Gauss-Newton diagonal, from

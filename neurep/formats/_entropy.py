@@ -21,7 +21,8 @@ Two configurations (docs/FORMAT.md §13, §14):
 - ``{"model": "laplace"}`` (format 1.2, read only): ``codes_ans`` (uint8, 4 W), and
   ``codes_model`` int16 (A,), one ``q`` per affine tensor (``u = 0``, no prediction);
   ``params`` float32.
-- ``{"model": "log_quadratic", "prediction": "kernel_sum", "params": P}`` (format 1.3):
+- ``{"model": "log_quadratic", "prediction": "kernel_sum", "params": P}`` (format 1.3,
+  written unless 1.2's is smaller):
   ``codes_model`` int16 (3 A,), per affine tensor ``(q, u, predicted)``; ``codes_gains``
   int16 (G,); ``params`` stored as ``P`` (``"float16"`` when every value is exactly a
   float16 number, else ``"float32"``). A predicted tensor of shape (O, I, *k) is read as
@@ -50,7 +51,15 @@ from neurep.errors import FormatError
 from neurep.formats._compact import _bits, layout_plan
 from neurep.formats.quantize import _pack, _unpack
 
-__all__ = ["ANS_CODEC", "ANS_CODEC_FLOAT32", "LAPLACE_CODEC", "decode_codes", "encode_codes", "has_codec", "recode"]
+__all__ = [
+    "ANS_CODEC",
+    "ANS_CODEC_FLOAT32",
+    "LAPLACE_CODEC",
+    "decode_codes",
+    "encode_codes",
+    "has_codec",
+    "recode",
+]
 
 #: The codec of format 1.2 files (still read).
 LAPLACE_CODEC = {"name": "ans", "configuration": {"model": "laplace"}}
@@ -58,8 +67,9 @@ _V13 = {"model": "log_quadratic", "prediction": "kernel_sum"}
 #: The codec this neurep writes (format 1.3), with the ``params`` dtype it stores.
 ANS_CODEC = {"name": "ans", "configuration": {**_V13, "params": "float16"}}
 ANS_CODEC_FLOAT32 = {"name": "ans", "configuration": {**_V13, "params": "float32"}}
-#: Bytes the codec adds besides its stream: its metadata record and three safetensors entries.
-CODEC_OVERHEAD = 150
+#: Bytes a codec adds besides its stream: its metadata record and the safetensors entries of
+#: its tensors (format 1.3's three, 1.2's two, in place of one ``codes``): measured 191 and 92.
+CODEC_OVERHEAD, LAPLACE_OVERHEAD = 200, 100
 _CODES, _PARAMS = "codes", "params"
 _ANS, _MODEL, _GAINS = "codes_ans", "codes_model", "codes_gains"
 _W0, _ONE = 1 << 30, 1 << 16
@@ -174,20 +184,23 @@ def _fitted_gains(offsets: np.ndarray) -> np.ndarray:
     return np.clip(np.round(gains * (1 << _GAIN_BITS)), -(2**15), 2**15 - 1).astype(np.int64)
 
 
-def _best_model(residuals: np.ndarray, levels: int) -> tuple[int, int, float]:
-    """The grid model that codes ``residuals`` (in [-L, L]) in the fewest bits: (q, u, bits)."""
+def _best_model(residuals: np.ndarray, levels: int, bent: bool = True) -> tuple[int, int, float]:
+    """The grid model that codes ``residuals`` (in [-L, L]) in the fewest bits: (q, u, bits);
+    ``bent=False``: Laplace models only (u = 0)."""
     counts = np.bincount(np.abs(residuals).ravel(), minlength=levels).astype(np.float64)
     q, u, costs = _grid_costs(levels)
     bits = costs @ counts
+    if not bent:
+        bits = np.where(u == 0, bits, np.inf)
     best = int(np.argmin(bits))
     return int(q[best]), int(u[best]), float(bits[best])
 
 
-def _code_tensor(offsets: np.ndarray, centres: np.ndarray, shape, levels: int):
+def _code_tensor(offsets: np.ndarray, centres: np.ndarray, shape, levels: int, laplace: bool):
     """One tensor's offsets (n,) -> (symbols (n,) int32, (q, u, predicted), gains)."""
-    q, u, bits = _best_model(offsets, levels)
+    q, u, bits = _best_model(offsets, levels, bent=not laplace)
     plain = (offsets + levels - 1, (q, u, 0), np.zeros(0, dtype=np.int64))
-    taps = _taps(shape)
+    taps = 0 if laplace else _taps(shape)
     if not taps:
         return plain
     rows = offsets.reshape(-1, taps)
@@ -206,15 +219,33 @@ def encode_codes(
     expected: dict[str, tuple[str, tuple[int, ...]]],
     *,
     always: bool = False,
+    model: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
-    """Version-2 ``(stored, qinfo)`` with raw codes -> the same entropy-coded (format 1.3),
-    or unchanged when there are no affine codes or (unless ``always``) coding would not make
-    the member smaller."""
-    import constriction
-
+    """Version-2 ``(stored, qinfo)`` with raw codes -> the same entropy-coded, under format
+    1.3's codec (``model="log_quadratic"``), 1.2's (``"laplace"``, which readers of 1.2
+    decode) or, by default, whichever is smaller; unchanged when there are no affine codes or
+    (unless ``always``) coding would not make the member smaller."""
+    if model not in (None, "laplace", "log_quadratic"):
+        raise ValueError(f"model must be 'laplace', 'log_quadratic' or None, not {model!r}")
     bits = _bits(qinfo["precision"])
     if bits is None or _CODES not in stored:
         return stored, qinfo
+    raw_bytes = stored[_CODES].numpy().nbytes + stored[_PARAMS].numpy().nbytes
+    options = [
+        _coded(stored, qinfo, expected, bits, laplace=name == "laplace")
+        for name in ("laplace", "log_quadratic")
+        if model in (None, name)
+    ]
+    out, coded_qinfo, size = min(options, key=lambda option: option[2])
+    if not always and size >= raw_bytes:
+        return stored, qinfo
+    return out, coded_qinfo
+
+
+def _coded(stored: dict, qinfo: dict, expected: dict, bits: int, *, laplace: bool):
+    """(coded tensors, qinfo, estimated bytes) under 1.2's codec or 1.3's."""
+    import constriction
+
     levels = 1 << bits
     raw = stored[_CODES].numpy()
     params = stored[_PARAMS].numpy()
@@ -224,29 +255,38 @@ def encode_codes(
         chunk = raw[codes_at : codes_at + length]
         codes = (_unpack(chunk, bits, n) if packed else chunk).astype(np.int64)
         centres = _centres(params, params_at, shape, axis, levels)
-        symbols, model, tensor_gains = _code_tensor(codes - centres, centres, shape, levels)
+        symbols, model, tensor_gains = _code_tensor(
+            codes - centres, centres, shape, levels, laplace
+        )
         streams.append((symbols.astype(np.int32), model))
-        models.extend(model)
+        models.extend(model[:1] if laplace else model)
         gains.append(tensor_gains)
     coder = constriction.stream.stack.AnsCoder()
     for symbols, (q, u, _) in reversed(streams):  # a stack: the first tensor is pushed last
         coder.encode_reverse(symbols, _categorical(q, u, levels))
     words = np.asarray(coder.get_compressed(), dtype="<u4")
     model = np.asarray(models, dtype=np.uint16).view(np.int16)
-    gain = np.concatenate(gains).astype(np.int16)
-    half = bool(np.isfinite(params).all()) and np.array_equal(
-        params.astype(np.float16).astype(np.float32), params
-    )
-    coded_params = params.astype(np.float16) if half else params
-    saved = raw.nbytes + params.nbytes - coded_params.nbytes
-    if not always and words.nbytes + model.nbytes + gain.nbytes + CODEC_OVERHEAD >= saved:
-        return stored, qinfo
     out = {key: value for key, value in stored.items() if key not in (_CODES, _PARAMS)}
-    out[_PARAMS] = torch.from_numpy(np.ascontiguousarray(coded_params))
     out[_ANS] = torch.from_numpy(words.view(np.uint8).copy())
     out[_MODEL] = torch.from_numpy(model.copy())
+    if laplace:
+        out[_PARAMS] = stored[_PARAMS]
+        size = words.nbytes + model.nbytes + params.nbytes + LAPLACE_OVERHEAD
+        return out, {**qinfo, "codec": LAPLACE_CODEC}, size
+    half = _exact_in_float16(params)
+    coded_params = params.astype(np.float16) if half else params
+    gain = np.concatenate(gains).astype(np.int16)
+    out[_PARAMS] = torch.from_numpy(np.ascontiguousarray(coded_params))
     out[_GAINS] = torch.from_numpy(gain)
-    return out, {**qinfo, "codec": ANS_CODEC if half else ANS_CODEC_FLOAT32}
+    size = words.nbytes + model.nbytes + gain.nbytes + coded_params.nbytes + CODEC_OVERHEAD
+    return out, {**qinfo, "codec": ANS_CODEC if half else ANS_CODEC_FLOAT32}, size
+
+
+def _exact_in_float16(values: np.ndarray) -> bool:
+    """Whether every (float32) value is finite and exactly a float16 number."""
+    with np.errstate(over="ignore"):
+        half = values.astype(np.float16)
+    return bool(np.isfinite(values).all()) and np.array_equal(half.astype(np.float32), values)
 
 
 def decode_codes(
@@ -261,74 +301,34 @@ def decode_codes(
     def fail(problem: str) -> FormatError:
         return FormatError(f"{source}: entropy-coded weights: {problem}")
 
-    codec = qinfo["codec"]
-    known = (LAPLACE_CODEC, ANS_CODEC, ANS_CODEC_FLOAT32)
-    if codec not in known:
-        raise fail(f"unknown codec {codec!r} (this neurep knows {list(known)})")
-    version_2 = codec == LAPLACE_CODEC
     plain = {key: value for key, value in qinfo.items() if key != "codec"}
-    if not isinstance(stored, dict) or _CODES in stored:
-        raise fail("raw 'codes' beside a codec")
-    words, model, params = stored.get(_ANS), stored.get(_MODEL), stored.get(_PARAMS)
-    gains = torch.zeros(0, dtype=torch.int16) if version_2 else stored.get(_GAINS)
-    if version_2 and _GAINS in stored:
-        raise fail(f"{_GAINS!r} under the {codec['configuration']} model")
-    params_dtype = torch.float16 if codec == ANS_CODEC else torch.float32
-    checks = ((_ANS, words, torch.uint8), (_MODEL, model, torch.int16), (_GAINS, gains, torch.int16))
-    for name, tensor, dtype in checks:
-        if not isinstance(tensor, torch.Tensor) or tensor.dtype != dtype or tensor.dim() != 1:
-            raise fail(f"{name!r} must be a 1-D {dtype} tensor")
-    if not isinstance(params, torch.Tensor) or params.dtype != params_dtype or params.dim() != 1:
-        raise fail(f"'params' must be a 1-D {params_dtype} tensor")
-    if words.numel() % 4:
-        raise fail("'codes_ans' must hold whole 32-bit words")
-    bits = _bits(plain.get("precision")) if isinstance(plain.get("layout"), str) else None
-    if bits is None or len(plain["layout"]) != len(expected):
-        raise fail("the codec needs an integer precision and a layout letter per tensor")
+    words, entries, gains, params = _checked_parts(stored, qinfo["codec"], plain, expected, fail)
     tensors = _affine_tensors(plain, expected)
-    per_tensor = 1 if version_2 else 3
-    if model.numel() != per_tensor * len(tensors):
-        raise fail(f"'codes_model' has {model.numel()} entries, the layout needs "
-                   f"{per_tensor * len(tensors)}")
-    needed = sum(2 * (1 if axis is None else shape[axis]) for _, _, shape, axis, _, _ in tensors)
-    if params.numel() < needed:
-        raise fail(f"'params' has {params.numel()} values, the layout needs {needed}")
-    params = params.to(torch.float32)
-    if not bool(torch.isfinite(params).all()):
-        raise fail("'params' are not finite")
-    entries = model.numpy().view(np.uint16).astype(np.int64).reshape(len(tensors), per_tensor)
-    if not version_2:
-        predicted = entries[:, 2]
-        taps = np.asarray([_taps(shape) for _, _, shape, _, _, _ in tensors], dtype=np.int64)
-        if predicted.size and (predicted.max() > 1 or np.any(predicted & (taps == 0))):
-            raise fail("a tensor is marked predicted that prediction cannot apply to")
-        if gains.numel() != int(np.sum(predicted * np.maximum(taps - 1, 0))):
-            raise fail(f"'codes_gains' has {gains.numel()} entries, the models need "
-                       f"{int(np.sum(predicted * np.maximum(taps - 1, 0)))}")
+    bits = _bits(plain["precision"])
     levels = 1 << bits
+    values, gains_at = params.numpy(), 0
     import constriction
 
-    values, gain_values = params.numpy(), gains.numpy().astype(np.int64)
-    gains_at = 0
     try:
         coder = constriction.stream.stack.AnsCoder(words.numpy().view("<u4").astype(np.uint32))
         pieces = []
-        for (_, n, shape, axis, params_at, packed), entry in zip(tensors, entries, strict=True):
-            q, u = int(entry[0]), 0 if version_2 else int(entry[1])
+        for (_, n, shape, axis, params_at, packed), (q, u, predicted) in zip(
+            tensors, entries, strict=True
+        ):
             symbols = np.asarray(coder.decode(_categorical(q, u, levels), n), dtype=np.int64)
             centres = _centres(values, params_at, shape, axis, levels)
             offsets = symbols - levels + 1
-            if not version_2 and entry[2]:
+            if predicted:
                 k = _taps(shape)
-                tensor_gains = gain_values[gains_at : gains_at + k - 1]
-                gains_at += k - 1
+                tensor_gains, gains_at = gains[gains_at : gains_at + k - 1], gains_at + k - 1
                 rows, low = offsets.reshape(-1, k), -centres.reshape(-1, k)
                 for t, guess in enumerate(_predictions(rows, tensor_gains, low, low + levels - 1)):
                     rows[:, t] += guess
             codes = offsets + centres
             if codes.size and (codes.min() < 0 or codes.max() >= levels):
                 raise fail("a decoded code lies outside the precision's range")
-            pieces.append(_pack(codes.astype(np.uint8), bits) if packed else codes.astype(np.uint8))
+            codes = codes.astype(np.uint8)
+            pieces.append(_pack(codes, bits) if packed else codes)
         if not coder.is_empty():
             raise fail("the stream holds more than the layout's codes")
     except FormatError:
@@ -342,6 +342,65 @@ def decode_codes(
     return out, plain
 
 
+def _checked_parts(stored: Any, codec: Any, plain: dict, expected: dict, fail) -> tuple:
+    """Validate a coded member against its codec and layout: the stream's words (uint8
+    tensor), models (A, 3) ``(q, u, predicted)`` int (format 1.2's as ``(q, 0, 0)``), gains
+    (G,) int64 and params (float32 tensor). Raises what ``fail`` makes of a problem."""
+    known = (LAPLACE_CODEC, ANS_CODEC, ANS_CODEC_FLOAT32)
+    if codec not in known:
+        raise fail(f"unknown codec {codec!r} (this neurep knows {list(known)})")
+    laplace = codec == LAPLACE_CODEC
+    if not isinstance(stored, dict) or _CODES in stored:
+        raise fail("raw 'codes' beside a codec")
+    if laplace and _GAINS in stored:
+        raise fail(f"{_GAINS!r} under the {codec['configuration']} model")
+    words, model, params = stored.get(_ANS), stored.get(_MODEL), stored.get(_PARAMS)
+    gains = torch.zeros(0, dtype=torch.int16) if laplace else stored.get(_GAINS)
+    params_dtype = torch.float16 if codec == ANS_CODEC else torch.float32
+    checks = (
+        (_ANS, words, torch.uint8),
+        (_MODEL, model, torch.int16),
+        (_GAINS, gains, torch.int16),
+        (_PARAMS, params, params_dtype),
+    )
+    for name, tensor, dtype in checks:
+        if not isinstance(tensor, torch.Tensor) or tensor.dtype != dtype or tensor.dim() != 1:
+            raise fail(f"{name!r} must be a 1-D {dtype} tensor")
+    if words.numel() % 4:
+        raise fail("'codes_ans' must hold whole 32-bit words")
+    bits = _bits(plain.get("precision")) if isinstance(plain.get("layout"), str) else None
+    if bits is None or len(plain["layout"]) != len(expected):
+        raise fail("the codec needs an integer precision and a layout letter per tensor")
+    tensors = _affine_tensors(plain, expected)
+    per_tensor = 1 if laplace else 3
+    if model.numel() != per_tensor * len(tensors):
+        needed = per_tensor * len(tensors)
+        raise fail(f"'codes_model' has {model.numel()} entries, the layout needs {needed}")
+    needed = sum(2 * (1 if axis is None else shape[axis]) for _, _, shape, axis, _, _ in tensors)
+    if params.numel() < needed:
+        raise fail(f"'params' has {params.numel()} values, the layout needs {needed}")
+    params = params.to(torch.float32)
+    if not bool(torch.isfinite(params).all()):
+        raise fail("'params' are not finite")
+    entries = model.numpy().view(np.uint16).astype(np.int64).reshape(len(tensors), per_tensor)
+    if laplace:
+        entries = np.concatenate([entries, np.zeros((len(tensors), 2), np.int64)], axis=1)
+    predicted = entries[:, 2]
+    taps = np.asarray([_taps(shape) for _, _, shape, _, _, _ in tensors], dtype=np.int64)
+    if predicted.size and (predicted.max() > 1 or np.any(predicted.astype(bool) & (taps == 0))):
+        raise fail("a tensor is marked predicted that prediction cannot apply to")
+    needed = int(np.sum(predicted * np.maximum(taps - 1, 0)))
+    if gains.numel() != needed:
+        raise fail(f"'codes_gains' has {gains.numel()} entries, the models need {needed}")
+    return words, entries.tolist(), gains.numpy().astype(np.int64), params
+
+
+#: What ``NeuralDatum.save(weights_codec=...)`` accepts: ``"ans"`` (format 1.3's codec, or
+#: the file's own when it is coded already), ``"ans-1.2"`` (format 1.2's, which readers of
+#: 1.2 decode) and ``"raw"`` (plain safetensors codes).
+WEIGHT_CODECS = ("ans", "ans-1.2", "raw")
+
+
 def recode(
     stored: Any,
     qinfo: dict,
@@ -349,10 +408,15 @@ def recode(
     codec: str,
     source: str,
 ) -> tuple[Any, dict]:
-    """A version-2 ``(stored, qinfo)`` under ``codec`` (``"ans"`` or ``"raw"``), losslessly;
-    unchanged when it already is."""
-    if has_codec(qinfo) == (codec == "ans"):
+    """A version-2 ``(stored, qinfo)`` under ``codec`` (one of :data:`WEIGHT_CODECS`),
+    losslessly; unchanged when it already is."""
+    current = qinfo.get("codec")
+    if (codec == "raw" and current is None) or (codec == "ans" and current is not None):
         return stored, qinfo
-    if has_codec(qinfo):
-        return decode_codes(stored, qinfo, expected, source)
-    return encode_codes(stored, qinfo, expected)
+    if codec == "ans-1.2" and current == LAPLACE_CODEC:
+        return stored, qinfo
+    if current is not None:
+        stored, qinfo = decode_codes(stored, qinfo, expected, source)
+    if codec == "raw":
+        return stored, qinfo
+    return encode_codes(stored, qinfo, expected, model="laplace" if codec == "ans-1.2" else None)

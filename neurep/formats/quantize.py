@@ -87,6 +87,8 @@ __all__ = [
     "PRECISIONS",
     "QINFO_VERSION",
     "affine_granularity",
+    "affine_grid",
+    "coarser_scales",
     "dequantize_array",
     "dequantize_tensors",
     "is_affine",
@@ -240,22 +242,36 @@ def affine_granularity(x: np.ndarray, bits: int) -> tuple[str, int]:
     return granularity, axis
 
 
-def _coarser(
-    x: np.ndarray, granularity: str, axis: int, scale, offset, bits: int, factor
-) -> tuple[np.ndarray, np.ndarray]:
-    """Codes (x's shape) and scales (C,) at ``factor`` (a float, or one per channel: (C,))
-    times the step, same offsets; float16 parameters stay float16 (rounded to nearest, never
-    below the range-covering step)."""
+def affine_grid(x: np.ndarray, bits: int) -> tuple[str, int, np.ndarray, np.ndarray]:
+    """The min-max grid :func:`quantize_tensors` stores ``x`` on at ``bits``:
+    ``(granularity, axis, scale (C,), offset (C,))``, before any step scale (see
+    :func:`coarser_scales`)."""
+    _, scale, offset, granularity, axis = _quantize_rows(
+        np.asarray(x, np.float32), bits, (0, 1), 8, True
+    )
+    return granularity, axis, scale, offset
+
+
+def coarser_scales(scale: np.ndarray, offset: np.ndarray, factor) -> np.ndarray:
+    """The steps (C,) float32 of a grid's ``scale`` at ``factor`` (a float or (C,)) times
+    the step: float16 parameters stay float16 (rounded to nearest, never below ``scale``)."""
     factor = np.asarray(factor, dtype=np.float64)
     if factor.ndim and factor.shape != scale.shape:
         raise ValueError(f"{factor.size} step scales for {scale.size} quantisation channels")
     if not bool(np.all(factor >= 1.0)) or not bool(np.all(np.isfinite(factor))):
         raise ValueError(f"a step scale must be finite and at least 1, not {factor!r}")
-    half = _is_float16(scale) and _is_float16(offset)
     coarse = (scale.astype(np.float64) * factor).astype(np.float32)
-    if half:
+    if _is_float16(scale) and _is_float16(offset):
         coarse = np.maximum(coarse.astype(np.float16).astype(np.float32), scale)
-    scale = coarse
+    return coarse
+
+
+def _coarser(
+    x: np.ndarray, granularity: str, axis: int, scale, offset, bits: int, factor
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (x's shape) and scales (C,) at ``factor`` times the step, same offsets
+    (:func:`coarser_scales`)."""
+    scale = coarser_scales(scale, offset, factor)
     if granularity == "tensor":
         return _affine_codes(x.reshape(1, -1), scale, offset, bits).reshape(x.shape), scale
     moved = np.moveaxis(x, axis, 0)

@@ -55,7 +55,7 @@ def test_every_setting_that_changes_a_fit_changes_the_hash():
     ]
     hashes = {settings_hash(fit_settings(options)) for options in changed}
     assert base not in hashes and len(hashes) == len(changed)
-    assert fit_settings({})["format"] == "1.2"
+    assert fit_settings({})["format"] == "1.3"
 
 
 def test_an_unknown_fit_option_is_refused_before_any_fit():

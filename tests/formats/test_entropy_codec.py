@@ -79,9 +79,17 @@ def test_coding_is_lossless_and_deterministic(shapes, precision, seed, spread):
     if "codec" not in coded_qinfo:  # not worth coding: stored as it was
         assert coded is stored and coded_qinfo is qinfo
         return
-    assert coded_qinfo["codec"] in (ANS_CODEC, ANS_CODEC_FLOAT32) and "codes" not in coded
+    assert coded_qinfo["codec"] in (ANS_CODEC, ANS_CODEC_FLOAT32, LAPLACE_CODEC)
+    assert "codes" not in coded
     half = coded_qinfo["codec"] == ANS_CODEC
     assert coded["params"].dtype == (torch.float16 if half else torch.float32)
+    # the default is the smaller of the two codecs
+    forced = [
+        encode_codes(stored, qinfo, expected, always=True, model=m)[0]
+        for m in ("laplace", "log_quadratic")
+    ]
+    sizes = [sum(t.numel() * t.element_size() for t in f.values()) for f in forced]
+    assert sum(t.numel() * t.element_size() for t in coded.values()) <= min(sizes) + 100
     decoded, plain = decode_codes(coded, coded_qinfo, expected, "test")
     assert plain == qinfo
     assert set(decoded) == set(stored)
@@ -102,7 +110,9 @@ def test_coded_size_comes_within_a_few_percent_of_the_codes_entropy():
         symbols = codes[start : start + n] - _centres(params, params_at, shape, axis, 256)
         counts = np.unique(symbols, return_counts=True)[1]
         entropy_bits += float(-(counts * np.log2(counts / n)).sum())
-    coded_bytes = sum(coded[k].numel() * coded[k].element_size() for k in CODEC_TENSORS)
+    coded_bytes = sum(
+        coded[k].numel() * coded[k].element_size() for k in CODEC_TENSORS if k in coded
+    )
     assert entropy_bits / 8 < coded_bytes < 1.03 * entropy_bits / 8 + 64
     assert coded_bytes < 0.9 * stored["codes"].numel()
 
@@ -130,32 +140,11 @@ def test_a_fitted_datum_saves_smaller_with_the_codec_and_decodes_the_same(tmp_pa
         datum.save(tmp_path / "x.nrep", weights_codec="zip")
 
 
-def _version_1_2(stored, qinfo, expected):
-    """The same codes as format 1.2 wrote them: one Laplace decay per tensor, no prediction,
-    float32 parameters (built here with constriction, as that writer did)."""
-    import constriction
-
-    from neurep.formats._entropy import _affine_tensors, _categorical, _centres
-
-    codes, params = stored["codes"].numpy().astype(np.int64), stored["params"].numpy()
-    coder, decays = constriction.stream.stack.AnsCoder(), []
-    pieces = []
-    for start, n, shape, axis, params_at, _ in _affine_tensors(qinfo, expected):
-        symbols = codes[start : start + n] - _centres(params, params_at, shape, axis, 256) + 255
-        decays.append(60000)
-        pieces.append(symbols.astype(np.int32))
-    for symbols in reversed(pieces):
-        coder.encode_reverse(symbols, _categorical(60000, 0, 256))
-    words = np.asarray(coder.get_compressed(), dtype="<u4").view(np.uint8)
-    out = {k: v for k, v in stored.items() if k != "codes"}
-    out["codes_ans"] = torch.from_numpy(words.copy())
-    out["codes_model"] = torch.from_numpy(np.asarray(decays, np.uint16).view(np.int16).copy())
-    return out, {**qinfo, "codec": LAPLACE_CODEC}
-
-
 def test_format_1_2_streams_still_decode():
     stored, qinfo, expected = _compact(_state(5, [(16, 8, 3, 3), (8, 16, 2, 2)], 0.05), "int8")
-    old, old_qinfo = _version_1_2(stored, qinfo, expected)
+    old, old_qinfo = encode_codes(stored, qinfo, expected, always=True, model="laplace")
+    assert old_qinfo["codec"] == LAPLACE_CODEC and "codes_gains" not in old
+    assert old["params"].dtype == torch.float32 and old["codes_model"].numel() == 2
     decoded, plain = decode_codes(old, old_qinfo, expected, "old.nrep")
     assert plain == qinfo and torch.equal(decoded["codes"], stored["codes"])
     with pytest.raises(FormatError, match="codes_gains"):  # 1.2 has no gains tensor
@@ -173,13 +162,14 @@ def test_kernels_that_share_a_part_are_predicted_and_cost_fewer_bytes():
     shapes = [(24, 16, 4, 4), (16, 8, 2, 2)]
     stored, qinfo, expected = _compact(_shared_kernels(0, shapes, share=1.5), "int8")
     coded, coded_qinfo = encode_codes(stored, qinfo, expected)
+    assert coded_qinfo["codec"] == ANS_CODEC  # smaller than 1.2's here
     assert _models(coded)[:, 2].tolist() == [1, 1]
     assert coded["codes_gains"].numel() == 15 + 3
     decoded, _ = decode_codes(coded, coded_qinfo, expected, "test")
     assert torch.equal(decoded["codes"], stored["codes"])
     # the same codes with no shared part between taps are not predicted
     plain_state = _shared_kernels(0, shapes, share=0.0)
-    plain, _ = encode_codes(*_compact(plain_state, "int8")[:2], expected)
+    plain, _ = encode_codes(*_compact(plain_state, "int8")[:2], expected, model="log_quadratic")
     assert _models(plain)[:, 2].tolist() == [0, 0] and plain["codes_gains"].numel() == 0
     assert coded["codes_ans"].numel() < 0.97 * plain["codes_ans"].numel()
 
@@ -195,11 +185,35 @@ def test_gaussian_weights_get_a_bent_model_that_beats_the_laplace():
     assert u > 0 and bits < laplace - 0.03 * offsets.size  # 0.03 bits a weight less
 
 
+def test_a_datum_saves_under_each_codec_and_recodes_losslessly(tmp_path):
+    y, x = np.mgrid[0:24, 0:40]
+    image = (np.stack([x / 39, y / 23, (x + y) % 7 / 7], axis=-1) * 255).astype(np.uint8)
+    datum = neurep.fit(image, preset="fast", steps=30, seed=0, progress=False)
+    codecs = ("ans", "ans-1.2", "raw")
+    sizes = {codec: datum.save(tmp_path / f"{codec}.nrep", weights_codec=codec) for codec in codecs}
+    written = {}
+    for codec in codecs:
+        loaded = neurep.load(tmp_path / f"{codec}.nrep")
+        assert np.array_equal(loaded.decode(), datum.decode())
+        written[codec] = loaded.metadata["weights"]["quantization"].get("codec")
+    assert written["ans-1.2"] == LAPLACE_CODEC and written["raw"] is None
+    assert written["ans"] in (ANS_CODEC, ANS_CODEC_FLOAT32, LAPLACE_CODEC)  # the smaller
+    assert sizes["ans"] <= sizes["ans-1.2"] < sizes["raw"]
+    # a coded file keeps its coding under "ans"; "raw" and "ans-1.2" recode it
+    old = neurep.load(tmp_path / "ans-1.2.nrep")
+    assert old.save(tmp_path / "kept.nrep", weights_codec="ans") == sizes["ans-1.2"]
+    raw = neurep.load(tmp_path / "raw.nrep")
+    assert raw.save(tmp_path / "new.nrep", weights_codec="ans") == sizes["ans"]
+    coded = neurep.load(tmp_path / "ans.nrep")
+    assert coded.save(tmp_path / "back.nrep", weights_codec="ans-1.2") == sizes["ans-1.2"]
+    assert coded.save(tmp_path / "plain.nrep", weights_codec="raw") == sizes["raw"]
+
+
 @pytest.fixture
 def coded_parts():
     state = _shared_kernels(3, [(16, 8, 3, 3), (8, 16, 2, 2)], share=1.5)
     stored, qinfo, expected = _compact(state, "int8")
-    coded, coded_qinfo = encode_codes(stored, qinfo, expected)
+    coded, coded_qinfo = encode_codes(stored, qinfo, expected, always=True, model="log_quadratic")
     assert coded_qinfo["codec"] == ANS_CODEC and _models(coded)[:, 2].tolist() == [1, 1]
     return coded, coded_qinfo, expected
 
@@ -267,7 +281,7 @@ def test_malformed_coded_weights_are_format_errors(coded_parts, damage):
 def test_prediction_is_refused_on_tensors_it_cannot_apply_to():
     state = {"a.weight": 0.05 * torch.randn(16, 40), "b.weight": 0.05 * torch.randn(8, 8, 9, 9)}
     stored, qinfo, expected = _compact(state, "int8")  # 2-D, and 81 taps: never predicted
-    coded, coded_qinfo = encode_codes(stored, qinfo, expected, always=True)
+    coded, coded_qinfo = encode_codes(stored, qinfo, expected, always=True, model="log_quadratic")
     assert _models(coded)[:, 2].tolist() == [0, 0]
     for row, gains in ((0, 0), (1, 80)):
         hostile = {**_flag(coded, row, 1), "codes_gains": torch.zeros(gains, dtype=torch.int16)}
@@ -287,8 +301,11 @@ def test_hostile_streams_decode_to_valid_codes_or_raise_format_error(coded_parts
     entries = data.draw(st.lists(st.integers(0, 2**16 - 1), min_size=6, max_size=6))
     entries[2], entries[5] = data.draw(st.integers(0, 1)), data.draw(st.integers(0, 1))
     gains = data.draw(
-        st.lists(st.integers(-(2**15), 2**15 - 1), min_size=8 * entries[2] + 3 * entries[5],
-                 max_size=8 * entries[2] + 3 * entries[5])
+        st.lists(
+            st.integers(-(2**15), 2**15 - 1),
+            min_size=8 * entries[2] + 3 * entries[5],
+            max_size=8 * entries[2] + 3 * entries[5],
+        )
     )
     hostile = {
         **stored,

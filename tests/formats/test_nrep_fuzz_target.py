@@ -60,7 +60,7 @@ def test_the_seeds_cover_format_1_1s_compact_layout(seeds):
     layouts, embedding_records = [], []
     for data in seeds.values():
         metadata, compression = _root_metadata(data)
-        assert metadata["format_version"] in ("1.1", "1.2")
+        assert metadata["format_version"] in ("1.1", "1.2", "1.3")
         assert compression == zipfile.ZIP_DEFLATED
         weights, embedding = (metadata[k].get("quantization") for k in ("weights", "embedding"))
         if weights is not None:
@@ -79,7 +79,9 @@ def test_the_seeds_cover_format_1_1s_compact_layout(seeds):
         assert set(reader.read_tensors()) == {"codes", "params", "float16", "raw_int64"}
     records = [_root_metadata(data)[0]["weights"].get("quantization") for data in seeds.values()]
     coded = [record for record in records if record and "codec" in record]
-    assert len(coded) >= 3  # format 1.2's ans stream: a seed of the harness and two golden files
+    # ans streams: a seed of the harness, two golden 1.2 files and two predicted 1.3 ones
+    assert len(coded) >= 5
+    assert {"laplace", "log_quadratic"} <= {r["codec"]["configuration"]["model"] for r in coded}
 
 
 def test_rezipping_keeps_each_members_compression(fuzz_module, seeds):

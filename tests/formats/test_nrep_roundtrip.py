@@ -51,7 +51,7 @@ def test_writer_fills_in_format_version_time_library_and_checksum(tmp_path):
     before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     write_nrep(path, metadata=metadata, arrays=arrays, tensors=tensors)
     meta = open_nrep(path).metadata
-    assert meta["format"] == "neurep" and meta["format_version"] == FORMAT_VERSION == "1.2"
+    assert meta["format"] == "neurep" and meta["format_version"] == FORMAT_VERSION == "1.3"
     created = datetime.datetime.fromisoformat(meta["created"].replace("Z", "+00:00"))
     assert created.utcoffset() == datetime.timedelta(0)
     assert before <= created <= datetime.datetime.now(datetime.UTC)
@@ -407,7 +407,7 @@ def test_the_on_disk_bytes_are_pinned(tmp_path, monkeypatch):
     assert digest == PINNED_SHA256, digest
 
 
-PINNED_SHA256 = "b6b62c56df3f402d0db111b1cf60a144238a20e68b11ffcd0b7913e92741375e"
+PINNED_SHA256 = "00d98da2435f2d77ea89e366d367725282bfe567191f94267b5b23b3d7b1cbc0"
 
 
 _sparse = (np.arange(64 * 40, dtype=np.int32).reshape(64, 40) % 997) + 1

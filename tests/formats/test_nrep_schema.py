@@ -119,10 +119,10 @@ def test_version_policy():
 
 def test_a_newer_minor_may_add_keys_inside_every_closed_object():
     newer = _complete()
-    newer["format_version"] = "1.3"
+    newer["format_version"] = "1.4"
     for key in ("modality", "signal", "decoder", "embedding", "weights"):
-        newer[key]["added_in_1_3"] = True
-    with pytest.warns(UserWarning, match="signal/added_in_1_3"):
+        newer[key]["added_in_1_4"] = True
+    with pytest.warns(UserWarning, match="signal/added_in_1_4"):
         validate_metadata(newer, source="m")
 
 
@@ -181,7 +181,7 @@ def test_the_golden_files_hold_both_record_versions():
         metadata = _stored_metadata(path)
         for part in ("weights", "embedding"):
             versions.add((metadata["format_version"], metadata[part]["quantization"]["version"]))
-    assert versions == {("1.0", 1), ("1.1", 2), ("1.2", 2)}
+    assert versions == {("1.0", 1), ("1.1", 2), ("1.2", 2), ("1.3", 2)}
 
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.stem)
@@ -199,7 +199,7 @@ def test_a_freshly_fitted_and_saved_datum_validates(tmp_path, precision):
     path = tmp_path / "tiny.nrep"
     neurep.fit(image, steps=3, progress=False, **options).save(path)
     metadata = _stored_metadata(path)
-    assert metadata["format_version"] == "1.2"
+    assert metadata["format_version"] == "1.3"
     assert metadata["weights"]["quantization"]["version"] == 2
     assert [e.message for e in _full_validator().iter_errors(metadata)] == []
     assert _accepts(metadata)
